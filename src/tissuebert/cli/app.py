@@ -1,0 +1,80 @@
+"""The `tissuebert` command: one typer app, subcommands registered from their modules."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from tissuebert import __version__
+from tissuebert.errors import EXIT_USER_ERROR, TissueBertError
+from tissuebert.progress import setup_logging
+
+try:  # typer >= 0.20 vendors click; older typer depends on it
+    from typer._click import exceptions as _click_exc
+except ImportError:  # pragma: no cover
+    from click import exceptions as _click_exc
+
+_EXIT = (typer.Exit, *([_click_exc.Exit] if hasattr(_click_exc, "Exit") else []))
+_ABORT = (typer.Abort, *([_click_exc.Abort] if hasattr(_click_exc, "Abort") else []))
+
+app = typer.Typer(
+    name="tissuebert",
+    help="Train TissueBERT on DNA methylation reads and deconvolve cfDNA into tissue proportions.\n\n"
+         "Example: tissuebert demo --out demo",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tissuebert {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (repeatable).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")] = False,
+) -> None:
+    setup_logging(verbose, quiet)
+
+
+def _register() -> None:
+    from tissuebert.cli import commands
+
+    commands.register(app)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 ok, 2 user error) so tests can call it in-process."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        result = app(args=args, prog_name="tissuebert", standalone_mode=False)
+    except TissueBertError as exc:
+        typer.echo(f"tissuebert: error: {exc}", err=True)
+        return EXIT_USER_ERROR
+    except _click_exc.UsageError as exc:
+        exc.show()
+        return EXIT_USER_ERROR
+    except _ABORT:
+        typer.echo("tissuebert: aborted", err=True)
+        return 130
+    except _EXIT as exc:
+        return exc.exit_code
+    except KeyboardInterrupt:
+        typer.echo("tissuebert: interrupted", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

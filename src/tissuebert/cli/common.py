@@ -1,0 +1,20 @@
+"""Argument helpers shared by the subcommands (config, --force, verbosity)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tissuebert.config import PRESETS, Config, load_config
+
+PresetOpt = Annotated[str, typer.Option("--preset", help=f"Config preset: {', '.join(PRESETS)}.")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="YAML config file (sections data, model, train, eval).")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override one key, e.g. --set train.epochs=3 (repeatable).")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output directory.")]
+
+
+def resolve_config(preset: str, config_file: Path | None, overrides: list[str] | None) -> Config:
+    return load_config(preset, config_file, overrides)

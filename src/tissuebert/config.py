@@ -1,0 +1,205 @@
+"""Configuration: one pydantic model per concern, YAML presets shipped in the package.
+
+The same models drive the YAML files, the ``--set section.key=value`` overrides and the config
+saved beside every output and inside every checkpoint. Validation happens here, in one place,
+and every error names the offending key.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tissuebert.errors import ConfigError
+
+PRESETS = ("paper", "tiny")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """How training examples are drawn from the store."""
+
+    min_cpgs: int = Field(1, ge=1, description="A read is an example for a window only if it has at least this many CpG calls inside the window.")
+    cpg_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Fraction of CpG calls set to 'no call' (2) in training batches only.")
+    val_reads_per_sample: int = Field(2000, ge=1, description="Reads per validation sample in the fixed, deterministic validation set (all reads if the sample has fewer).")
+    in_memory: bool | None = Field(None, description="Load sample arrays into RAM (true), memory-map them (false), or decide from their size and free memory (null).")
+
+
+class ModelConfig(_Section):
+    """Shape of the TissueBERT encoder."""
+
+    n_layers: int = Field(6, ge=1, description="Number of pre-norm transformer encoder layers.")
+    hidden: int = Field(512, ge=8, description="Hidden size (embedding width) of every token.")
+    n_heads: int = Field(8, ge=1, description="Attention heads per layer; must divide hidden.")
+    ffn: int = Field(2048, ge=8, description="Width of the feed-forward block inside each layer.")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on attention output, FFN output and the classification head.")
+    head_hidden: int = Field(512, ge=1, description="Width of the hidden layer of the Linear-GELU-Dropout-Linear head.")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "ModelConfig":
+        if self.hidden % self.n_heads:
+            raise ValueError(f"model.hidden ({self.hidden}) must be divisible by model.n_heads ({self.n_heads})")
+        return self
+
+
+class TrainConfig(_Section):
+    """Optimisation, schedule, precision, checkpointing and logging."""
+
+    epochs: int = Field(50, ge=1, description="Number of epochs.")
+    steps_per_epoch: int | None = Field(None, ge=1, description="Optimizer steps per epoch; null = one pass over the training reads, capped at 5000.")
+    batch_size: int = Field(128, ge=1, description="Reads per micro-batch (per rank).")
+    accum_steps: int = Field(4, ge=1, description="Micro-batches accumulated per optimizer step.")
+    max_lr: float = Field(4e-4, gt=0, description="Peak learning rate of the one-cycle schedule.")
+    warmup_frac: float = Field(0.1, gt=0, lt=1, description="Fraction of all optimizer steps spent warming up.")
+    div_factor: float = Field(25.0, gt=1, description="Initial LR = max_lr / div_factor.")
+    final_div_factor: float = Field(400.0, gt=1, description="Final LR = initial LR / final_div_factor.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not applied to biases, norms, embeddings).")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
+    eps: float = Field(1e-8, gt=0, description="AdamW epsilon.")
+    label_smoothing: float = Field(0.1, ge=0, lt=1, description="Label smoothing of the cross-entropy loss.")
+    grad_clip: float = Field(1.0, gt=0, description="Clip the global gradient norm to this value.")
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Compute precision: fp32, bf16 autocast, or fp16 autocast with a GradScaler.")
+    seed: int = Field(42, description="Seed of every random stream (sampler, dropout, init).")
+    deterministic: bool = Field(False, description="Use deterministic kernels (bit-identical reruns, slower on GPU).")
+    checkpoint_every: int = Field(5, ge=1, description="Write epoch_NNNN.pt every this many epochs.")
+    max_resumes: int = Field(5, ge=1, description="Refuse to resume once a run has been resumed this many times.")
+    max_nonfinite: int = Field(20, ge=1, description="Stop (with a checkpoint) after this many non-finite steps in a row.")
+    log_every: int = Field(100, ge=1, description="Write a steps.csv row every this many optimizer steps.")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; null = torch's default.")
+
+
+class EvalConfig(_Section):
+    """Evaluation, prediction and deconvolution."""
+
+    batch_size: int = Field(256, ge=1, description="Reads per inference batch.")
+    ece_bins: int = Field(15, ge=2, description="Bins of the expected calibration error and reliability diagram.")
+    em_max_iter: int = Field(1000, ge=1, description="Maximum EM iterations of the mixture deconvolution.")
+    em_tol: float = Field(1e-8, gt=0, description="EM stops when no proportion changes by more than this.")
+    bootstrap: int = Field(200, ge=0, description="Bootstrap resamples for the proportions' confidence intervals (0 = none).")
+    ci_level: float = Field(0.95, gt=0, lt=1, description="Confidence level of the bootstrap intervals.")
+
+
+class Config(_Section):
+    """The whole resolved configuration."""
+
+    preset: str = Field("tiny", description="Name of the preset this config started from.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Training examples.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Model shape.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Training loop.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation and deconvolution.")
+
+
+def _read_yaml(text: str, source: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", path=source) from None
+    if not isinstance(data, dict):
+        raise ConfigError("a config file must hold a mapping of sections (data, model, train, eval)", path=source)
+    return data
+
+
+def preset_dict(name: str) -> dict[str, Any]:
+    """The raw mapping of a shipped preset."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    text = resources.files("tissuebert.presets").joinpath(f"{name}.yaml").read_text()
+    data = _read_yaml(text, f"preset {name}")
+    data["preset"] = name
+    return data
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r} must look like section.key=value, e.g. train.epochs=3")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"--set key {key!r} must be section.key, e.g. train.max_lr")
+    value = yaml.safe_load(raw) if raw.strip() else None
+    return parts, value
+
+
+def _check_known(data: dict[str, Any], source: str) -> None:
+    """Name an unknown section or key before pydantic does, with the valid choices."""
+    sections = {k: v for k, v in Config.model_fields.items() if k != "preset"}
+    for sec, body in data.items():
+        if sec == "preset":
+            continue
+        if sec not in sections:
+            raise ConfigError(f"unknown config section {sec!r}; valid sections: {', '.join(sections)}", path=source)
+        if not isinstance(body, dict):
+            raise ConfigError(f"config section {sec!r} must be a mapping", path=source)
+        model_cls = sections[sec].annotation
+        for key in body:
+            if key not in model_cls.model_fields:
+                valid = ", ".join(model_cls.model_fields)
+                raise ConfigError(f"unknown config key {sec}.{key}; valid keys of {sec}: {valid}", path=source)
+
+
+def _validate(data: dict[str, Any], source: str) -> Config:
+    _check_known(data, source)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "config"
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{key}: {msg} (got {err.get('input')!r})", path=source) from None
+
+
+def load_config(preset: str | None = "tiny", config_file: str | Path | None = None,
+                overrides: list[str] | None = None) -> Config:
+    """Resolve a config: preset, then a YAML file, then ``section.key=value`` overrides."""
+    data: dict[str, Any] = {}
+    source = "config"
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError("config file not found", path=path)
+        file_data = _read_yaml(path.read_text(), str(path))
+        base = file_data.get("preset", preset or "tiny")
+        data = _merge(preset_dict(base), file_data)
+        source = str(path)
+    else:
+        data = preset_dict(preset or "tiny")
+    _check_known(data, source)
+    for item in overrides or []:
+        parts, value = _parse_override(item)
+        _check_known({parts[0]: {parts[1]: value}}, "--set")
+        data = _merge(data, {parts[0]: {parts[1]: value}})
+        source = f"--set {item}"
+    return _validate(data, source)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "checkpoint") -> Config:
+    """Rebuild a Config saved with :func:`config_to_dict` (e.g. from a checkpoint)."""
+    return _validate(data, source)
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    return config.model_dump(mode="json")
+
+
+def dump_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML, atomically."""
+    from tissuebert.atomic import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))

@@ -1,0 +1,107 @@
+"""TissueBERT: a pre-norm transformer encoder over (DNA 3-mer, methylation) token pairs.
+
+Pure torch: takes token tensors, returns logits. It knows nothing of files, losses or logging.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tissuebert.constants import DNA_PAD, DNA_VOCAB, METH_VOCAB, N_TOKENS
+
+
+class EncoderLayer(nn.Module):
+    """Pre-norm block: x + Attn(LN(x)), then x + FFN(LN(x)); one fused QKV projection."""
+
+    def __init__(self, *, hidden: int, n_heads: int, ffn: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.dropout = dropout
+        self.norm1 = nn.LayerNorm(hidden)
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.proj = nn.Linear(hidden, hidden)
+        self.norm2 = nn.LayerNorm(hidden)
+        self.fc1 = nn.Linear(hidden, ffn)
+        self.fc2 = nn.Linear(ffn, hidden)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        bsz, length, hidden = x.shape
+        head_dim = hidden // self.n_heads
+        qkv = self.qkv(self.norm1(x))  # (B, L, 3D)
+        qkv = qkv.view(bsz, length, 3, self.n_heads, head_dim).permute(2, 0, 3, 1, 4)  # (3, B, H, L, Dh)
+        attn = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=attn_mask,
+                                              dropout_p=self.dropout if self.training else 0.0)
+        attn = attn.transpose(1, 2).reshape(bsz, length, hidden)  # (B, L, D)
+        x = x + self.drop(self.proj(attn))
+        # BERT's dropout placement: on the FFN output only, not on its activation
+        x = x + self.drop(self.fc2(F.gelu(self.fc1(self.norm2(x)))))
+        return x
+
+
+class TissueBERT(nn.Module):
+    """Sum of DNA, methylation and learned position embeddings -> encoder -> mean pool -> head."""
+
+    def __init__(self, *, n_tissues: int, n_layers: int = 6, hidden: int = 512, n_heads: int = 8,
+                 ffn: int = 2048, dropout: float = 0.1, head_hidden: int = 512, max_len: int = N_TOKENS) -> None:
+        super().__init__()
+        if n_tissues < 2:
+            raise ValueError(f"n_tissues must be >= 2, got {n_tissues}")
+        if hidden % n_heads:
+            raise ValueError(f"hidden ({hidden}) must be divisible by n_heads ({n_heads})")
+        self.n_tissues = n_tissues
+        self.max_len = max_len
+        self.dna_emb = nn.Embedding(DNA_VOCAB, hidden, padding_idx=DNA_PAD)
+        self.meth_emb = nn.Embedding(METH_VOCAB, hidden)
+        self.pos_emb = nn.Embedding(max_len, hidden)
+        self.emb_drop = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(EncoderLayer(hidden=hidden, n_heads=n_heads, ffn=ffn, dropout=dropout)
+                                    for _ in range(n_layers))
+        self.norm = nn.LayerNorm(hidden)
+        self.head = nn.Sequential(nn.Linear(hidden, head_hidden), nn.GELU(), nn.Dropout(dropout),
+                                  nn.Linear(head_hidden, n_tissues))
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+
+    def forward(self, dna: torch.Tensor, meth: torch.Tensor) -> torch.Tensor:
+        """dna, meth: (B, L) integer tokens -> (B, n_tissues) logits."""
+        if dna.shape != meth.shape or dna.dim() != 2:
+            raise ValueError(f"dna and meth must both be (B, L); got {tuple(dna.shape)} and {tuple(meth.shape)}")
+        length = dna.shape[1]
+        if length > self.max_len:
+            raise ValueError(f"sequence length {length} exceeds the model's {self.max_len}")
+        pos = torch.arange(length, device=dna.device)
+        x = self.dna_emb(dna) + self.meth_emb(meth) + self.pos_emb(pos)[None]  # (B, L, D)
+        x = self.emb_drop(x)
+        keep = dna != DNA_PAD  # (B, L)
+        # Windows inside a chromosome have no padding: skip the mask so SDPA can use its fast path.
+        attn_mask = None if bool(keep.all()) else keep[:, None, None, :]  # (B, 1, 1, L)
+        for layer in self.layers:
+            x = layer(x, attn_mask)
+        x = self.norm(x)
+        weights = keep.unsqueeze(-1).to(x.dtype)  # (B, L, 1)
+        pooled = (x * weights).sum(1) / weights.sum(1).clamp_min(1.0)  # (B, D)
+        return self.head(pooled)
+
+
+def build_model(model_cfg, n_tissues: int) -> TissueBERT:
+    """Model from a :class:`tissuebert.config.ModelConfig`."""
+    return TissueBERT(n_tissues=n_tissues, n_layers=model_cfg.n_layers, hidden=model_cfg.hidden,
+                      n_heads=model_cfg.n_heads, ffn=model_cfg.ffn, dropout=model_cfg.dropout,
+                      head_hidden=model_cfg.head_hidden)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,82 @@
+"""Checkpoints: atomic save, load with clear errors, and checks against a store or panel.
+
+A checkpoint is a dict keyed by ``constants.CKPT``; it carries its config, tissue list, panel
+hash and panel window coordinates so predict/deconvolve need nothing but the checkpoint and
+the reference genome, and so a mismatched input is refused on load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tissuebert import __version__
+from tissuebert.atomic import atomic_path
+from tissuebert.config import Config, config_from_dict
+from tissuebert.constants import CKPT
+from tissuebert.errors import CheckpointError
+from tissuebert.model.tissuebert import TissueBERT, build_model
+
+REQUIRED_KEYS = (CKPT.MODEL, CKPT.CONFIG, CKPT.TISSUES, CKPT.PANEL_HASH, CKPT.EPOCH, CKPT.GLOBAL_STEP)
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` atomically (tmp file, then rename); adds the package version."""
+    state = dict(state)
+    state[CKPT.VERSION] = __version__
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint onto the CPU; raise a clear error if it is missing or not ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError("checkpoint not found", path=path, hint="pass a .pt file from RUN/checkpoints/")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for a corrupt or foreign file
+        raise CheckpointError(f"cannot read checkpoint ({type(exc).__name__}: {exc})", path=path,
+                              hint="the file is truncated or not a tissuebert checkpoint") from None
+    if not isinstance(state, dict):
+        raise CheckpointError("not a tissuebert checkpoint (not a dict)", path=path)
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"not a tissuebert checkpoint: lacks {', '.join(missing)}", path=path)
+    return state
+
+
+def checkpoint_config(state: dict[str, Any], path: str | Path = "checkpoint") -> Config:
+    return config_from_dict(state[CKPT.CONFIG], source=str(path))
+
+
+def model_from_checkpoint(state: dict[str, Any], path: str | Path = "checkpoint") -> TissueBERT:
+    """Rebuild the model from the checkpoint's config and load its weights (eval mode)."""
+    config = checkpoint_config(state, path)
+    model = build_model(config.model, len(state[CKPT.TISSUES]))
+    try:
+        model.load_state_dict(state[CKPT.MODEL])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise CheckpointError(f"weights do not fit the model its config describes: {first}", path=path) from None
+    return model.eval()
+
+
+def check_compatible(state: dict[str, Any], *, tissues: list[str], panel_hash: str,
+                     path: str | Path = "checkpoint", against: str = "store") -> None:
+    """Refuse a checkpoint trained on another tissue list or panel, saying what differs."""
+    ck_tissues = list(state[CKPT.TISSUES])
+    if ck_tissues != list(tissues):
+        only_ck = [t for t in ck_tissues if t not in tissues]
+        only_other = [t for t in tissues if t not in ck_tissues]
+        if only_ck or only_other:
+            detail = f"only in checkpoint: {only_ck or '-'}; only in {against}: {only_other or '-'}"
+        else:
+            detail = "same tissues in a different order"
+        raise CheckpointError(f"tissue list differs from the {against}'s ({detail})", path=path,
+                              hint=f"use a checkpoint trained on this {against}")
+    if state[CKPT.PANEL_HASH] != panel_hash:
+        raise CheckpointError(f"panel hash {state[CKPT.PANEL_HASH]} differs from the {against}'s {panel_hash}",
+                              path=path, hint="the model was trained on another region panel, window size or reference")
