@@ -1,0 +1,158 @@
+"""Model step: TissueBERT vs Hugging Face BertModel vs nn.TransformerEncoder, same shape, one run.
+
+Prints training and inference samples/s per precision, achieved GFLOP/s and the ratio to the
+bf16 / fp32 matmul rate measured in the same process.
+
+FLOPs per training sample (forward + backward) = 6 * N * S + 12 * L * S^2 * d, with N the
+non-embedding parameters, S = 148 tokens, L layers, d hidden; inference = a third of that.
+
+Usage: python benchmarks/bench_model.py [--preset paper] [--batch 32] [--steps 6] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+from torch import nn
+
+from tissuebert.config import load_config
+from tissuebert.constants import DNA_VOCAB, METH_VOCAB, N_TOKENS
+from tissuebert.model import build_model
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 4096, reps: int = 3) -> float:
+    a = torch.randn(n, n, dtype=dtype)
+    b = torch.randn(n, n, dtype=dtype)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+class HFBert(nn.Module):
+    """BertModel with the same shape: summed DNA + methylation embeddings as inputs_embeds."""
+
+    def __init__(self, cfg, n_tissues: int) -> None:
+        super().__init__()
+        from transformers import BertConfig, BertModel
+
+        hf = BertConfig(vocab_size=DNA_VOCAB, hidden_size=cfg.hidden, num_hidden_layers=cfg.n_layers,
+                        num_attention_heads=cfg.n_heads, intermediate_size=cfg.ffn, hidden_dropout_prob=cfg.dropout,
+                        attention_probs_dropout_prob=cfg.dropout, max_position_embeddings=N_TOKENS,
+                        type_vocab_size=1, attn_implementation="sdpa")
+        self.bert = BertModel(hf, add_pooling_layer=False)
+        self.meth = nn.Embedding(METH_VOCAB, cfg.hidden)
+        self.head = nn.Sequential(nn.Linear(cfg.hidden, cfg.head_hidden), nn.GELU(), nn.Linear(cfg.head_hidden, n_tissues))
+
+    def forward(self, dna, meth):
+        emb = self.bert.embeddings.word_embeddings(dna) + self.meth(meth)
+        out = self.bert(inputs_embeds=emb).last_hidden_state  # (B, S, D)
+        return self.head(out.mean(1))
+
+
+class TorchEncoder(nn.Module):
+    """nn.TransformerEncoder (pre-norm) with the same shape."""
+
+    def __init__(self, cfg, n_tissues: int) -> None:
+        super().__init__()
+        self.dna = nn.Embedding(DNA_VOCAB, cfg.hidden)
+        self.meth = nn.Embedding(METH_VOCAB, cfg.hidden)
+        self.pos = nn.Embedding(N_TOKENS, cfg.hidden)
+        layer = nn.TransformerEncoderLayer(cfg.hidden, cfg.n_heads, cfg.ffn, cfg.dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.enc = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+        self.head = nn.Sequential(nn.Linear(cfg.hidden, cfg.head_hidden), nn.GELU(), nn.Linear(cfg.head_hidden, n_tissues))
+
+    def forward(self, dna, meth):
+        x = self.dna(dna) + self.meth(meth) + self.pos.weight[None, : dna.shape[1]]
+        return self.head(self.enc(x).mean(1))
+
+
+def non_embedding_params(model: nn.Module) -> int:
+    return sum(p.numel() for name, p in model.named_parameters()
+               if not isinstance(_owner(model, name), nn.Embedding))
+
+
+def _owner(model: nn.Module, pname: str) -> nn.Module:
+    mod = model
+    for part in pname.split(".")[:-1]:
+        mod = getattr(mod, part)
+    return mod
+
+
+def time_model(model: nn.Module, batch: int, steps: int, precision: str, train: bool) -> float:
+    """Median samples/s over ``steps`` timed steps after 2 warm-up steps."""
+    dna = torch.randint(2, DNA_VOCAB, (batch, N_TOKENS))
+    meth = torch.randint(0, 3, (batch, N_TOKENS))
+    target = torch.randint(0, 22, (batch,))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model.train(train)
+    ctx = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else torch.autocast("cpu", enabled=False))
+    times = []
+    for i in range(steps + 2):
+        t0 = time.perf_counter()
+        if train:
+            with ctx:
+                loss = nn.functional.cross_entropy(model(dna, meth).float(), target)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        else:
+            with torch.no_grad(), ctx:
+                model(dna, meth)
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    times.sort()
+    return batch / times[len(times) // 2]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="paper")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    cfg = load_config(args.preset).model
+    peak = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+    print(f"threads={torch.get_num_threads()}  matmul 4096^3: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
+    models = {"tissuebert": lambda: build_model(cfg, 22), "hf_bert": lambda: HFBert(cfg, 22),
+              "nn_transformer": lambda: TorchEncoder(cfg, 22)}
+    results: dict = {"peak_gflops": peak, "batch": args.batch, "preset": args.preset, "rows": []}
+    ref = build_model(cfg, 22)
+    n_params = non_embedding_params(ref)
+    s, d, n_layers = N_TOKENS, cfg.hidden, cfg.n_layers
+    train_flop = 6 * n_params * s + 12 * n_layers * s * s * d
+    print(f"non-embedding params {n_params / 1e6:.2f} M; {train_flop / 1e9:.1f} GFLOP per training sample, "
+          f"{train_flop / 3e9:.1f} per inference")
+    for precision in ("bf16", "fp32"):
+        for name, make in models.items():
+            model = make()
+            tr = time_model(model, args.batch, args.steps, precision, train=True)
+            inf = time_model(model, args.batch, args.steps, precision, train=False)
+            gflops = tr * train_flop / 1e9
+            row = {"model": name, "precision": precision, "train_samples_s": tr, "infer_samples_s": inf,
+                   "train_gflops": gflops, "frac_of_matmul_peak": gflops / peak[precision]}
+            results["rows"].append(row)
+            print(f"{precision:5s} {name:15s} train {tr:7.1f} samples/s ({gflops:6.0f} GFLOP/s, "
+                  f"{100 * gflops / peak[precision]:4.0f}% of matmul)  infer {inf:7.1f} samples/s")
+    for precision in ("bf16", "fp32"):
+        rows = {r["model"]: r for r in results["rows"] if r["precision"] == precision}
+        ratio = rows["tissuebert"]["train_samples_s"] / rows["hf_bert"]["train_samples_s"]
+        print(f"{precision}: tissuebert / hf_bert training speed = {ratio:.2f}x")
+        results[f"ratio_vs_hf_{precision}"] = ratio
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()
