@@ -136,6 +136,7 @@ CKPT = SimpleNamespace(
     PANEL_WINDOWS="panel_windows",  # chroms + (chrom_id, start) of every window, for deconvolve
     CLASS_PRIOR="class_prior",
     TEMPERATURE="temperature",
+    CALIBRATION="calibration",  # dict: split, n_reads, nll/ece before and after temperature scaling
     VERSION="tissuebert_version",
     MID_EPOCH="mid_epoch",
     NONFINITE="nonfinite_steps",
@@ -155,7 +156,11 @@ RUN = SimpleNamespace(
     EPOCHS_CSV="epochs.csv",
     PER_TISSUE_CSV="per_tissue.csv",
     STEPS_CSV="steps.csv",
+    STOP="STOP",  # touch RUN/STOP to make a running `train` checkpoint and stop at the next step
 )
+
+# Output file names of `tissuebert lr-find`
+LR_FIND = SimpleNamespace(CSV="lr_find.csv", PNG="lr_find.png", JSON="lr_find.json")
 
 # Output file names of evaluate / deconvolve
 OUT = SimpleNamespace(
@@ -167,6 +172,12 @@ OUT = SimpleNamespace(
     PROPORTIONS_PNG="proportions.png",
     POSTERIORS="posteriors.tsv.gz",
     CONFIG="config.yaml",
+    RELIABILITY_PNG="reliability.png",
+    PER_SAMPLE="per_sample.tsv",
+    BENCHMARK_JSON="benchmark.json",
+    BENCHMARK_HTML="report.html",
+    BENCHMARK_TSV="estimates.tsv",
+    RUN_INFO="run.json",  # inputs, methods and settings of a deconvolve / benchmark run
 )
 
 # Environment variable naming the shared real-data folder for tests
