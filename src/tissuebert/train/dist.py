@@ -1,0 +1,74 @@
+"""Process group setup for DDP under torchrun (gloo on CPU, NCCL on GPU) and small helpers.
+
+A single process (no torchrun) is world size 1 and every helper is a no-op, so the training
+loop has one code path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from tissuebert.progress import LOGGER_NAME
+
+
+@dataclass
+class DistInfo:
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def setup_distributed() -> DistInfo:
+    """Read torchrun's environment; initialise the process group when there are several ranks."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if rank != 0:  # only rank 0 reports; the others speak up for warnings and errors only
+        logging.getLogger(LOGGER_NAME).setLevel(logging.WARNING)
+    return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
+
+
+def teardown_distributed(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(values: list[float], info: DistInfo) -> list[float]:
+    """Sum a few floats over ranks (float64 so counts stay exact)."""
+    if not info.enabled:
+        return list(values)
+    # gloo reduces CPU tensors; NCCL needs them on the GPU
+    tensor = torch.tensor(values, dtype=torch.float64, device=info.device if info.device.type == "cuda" else "cpu")
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.cpu().tolist()
+
+
+def any_rank(flag: bool, info: DistInfo) -> bool:
+    """True on every rank if it is true on any rank (all ranks must agree to stop together)."""
+    return all_reduce_sum([1.0 if flag else 0.0], info)[0] > 0
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()

@@ -1,0 +1,303 @@
+"""The training loop: setup -> fit (epochs of optimiser steps) -> validate -> checkpoint.
+
+One optimiser step reads top to bottom: seed dropout -> accum_steps micro-batches of forward /
+backward (``no_sync`` on all but the last under DDP) -> unscale -> clip (pre-clip norm kept) ->
+non-finite check (agreed by all ranks) -> optimiser step or skip -> schedule -> log -> stop?
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tissuebert.config import Config, config_to_dict
+from tissuebert.constants import CKPT, CKPT_BEST_ACC, CKPT_BEST_LOSS, CKPT_EPOCH_FMT, CKPT_LAST, CKPT_MID_EPOCH, RUN
+from tissuebert.errors import TissueBertError
+from tissuebert.progress import get_logger, make_progress
+from tissuebert.train.batches import BatchStream
+from tissuebert.train.checkpoint import save_checkpoint
+from tissuebert.train.dist import all_reduce_sum, setup_distributed, teardown_distributed
+from tissuebert.train.infer import autocast_context, predict_logits
+from tissuebert.train.logs import RunLogger, peak_cpu_mem_mb, peak_gpu_mem_mb
+from tissuebert.train.metrics import ConfusionAccumulator, metrics_from_confusion
+from tissuebert.train.setup import Run, setup_run
+from tissuebert.train.signals import StopRequest, requeue_slurm_job, slurm_job_id
+from tissuebert.train.state import capture_rng, step_seed
+
+log = get_logger("train")
+
+# Fault injection for tests of the recovery paths (documented in docs/training.md):
+# TISSUEBERT_FAULT_NAN_STEPS="3,4"  -> the loss of these global steps becomes NaN
+# TISSUEBERT_FAULT_SIGNAL="5:SIGUSR1" -> after global step 5, rank 0 sends itself that signal
+ENV_FAULT_NAN = "TISSUEBERT_FAULT_NAN_STEPS"
+ENV_FAULT_SIGNAL = "TISSUEBERT_FAULT_SIGNAL"
+
+
+class NonFiniteError(TissueBertError):
+    """Too many non-finite steps in a row: the run stopped with a checkpoint."""
+
+
+def run_training(config: Config, store: str | Path, out: str | Path, *, resume: str | None = None,
+                 force: bool = False) -> dict:
+    """Train (or resume) a model; returns the final validation metrics.
+
+    If the run was stopped by a signal or a stop file, the metrics of the last finished epoch
+    are returned with ``"stopped": <reason>`` and ``"requeued": bool`` added.
+    """
+    info = setup_distributed()
+    # thread count and deterministic mode are process-wide: restore them for in-process callers
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        run = setup_run(config, store, out, resume=resume, force=force, info=info)
+        return fit(run)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+        teardown_distributed(info)
+
+
+# --------------------------------------------------------------------------------------------
+def fit(run: Run) -> dict:
+    cfg, pos = run.config.train, run.position
+    if pos.epoch >= cfg.epochs:
+        log.info("run already finished (%d epochs); nothing to do", cfg.epochs)
+        return dict(run.last_val_metrics)
+    logger = RunLogger(run.run_dir, run.store.tissues, enabled=run.info.is_main,
+                       resume_epoch=pos.epoch if run.resumed_from else None,
+                       resume_step=pos.global_step if run.resumed_from else None)
+    faults = _faults()
+    run_start = time.time() - pos.epoch_sums.get("run_seconds", 0.0)
+    try:
+        with StopRequest(run.run_dir / RUN.STOP) as stop:
+            while pos.epoch < cfg.epochs:
+                reason = train_epoch(run, logger, stop, faults)
+                if reason is not None:
+                    return _stop(run, reason)
+                end_epoch(run, logger, run_start)
+    finally:
+        logger.close()
+    return dict(run.last_val_metrics)
+
+
+def train_epoch(run: Run, logger: RunLogger, stop: StopRequest, faults: dict) -> str | None:
+    """Optimiser steps from the current position to the epoch's end; returns a stop reason or None."""
+    cfg, pos, info = run.config.train, run.position, run.info
+    run.model.train()
+    stream = BatchStream(run.sampler, epoch=pos.epoch, first_step=pos.step * cfg.accum_steps,
+                         n_steps=(run.steps_per_epoch - pos.step) * cfg.accum_steps, batch_size=cfg.batch_size,
+                         rank=info.rank, device=info.device)
+    consecutive_bad = 0
+    with stream, _progress(run) as advance:
+        t_epoch = time.time()
+        while pos.step < run.steps_per_epoch:
+            loss, grad_norm, correct, seen, bad = optimizer_step(run, stream, faults)
+            consecutive_bad = consecutive_bad + 1 if bad else 0
+            lr = run.optimizer.param_groups[0]["lr"]
+            if run.scheduler.last_epoch < run.total_steps - 1:  # OneCycleLR refuses to step past its end
+                run.scheduler.step()
+            sums = pos.epoch_sums
+            sums["loss"] += loss if not bad else 0.0
+            sums["correct"] += correct
+            sums["seen"] += seen
+            sums["skipped"] += 1.0 if bad else 0.0
+            pos.step += 1
+            if pos.global_step % cfg.log_every == 0 or pos.step == run.steps_per_epoch:
+                logger.step({"global_step": pos.global_step, "epoch": pos.epoch + 1, "loss": loss, "lr": lr,
+                             "grad_norm": grad_norm, "skipped_steps": int(sums["skipped"])})
+            advance()
+            _fire_signal_fault(faults, pos.global_step, info.is_main)
+            if consecutive_bad >= cfg.max_nonfinite:
+                _save_mid_epoch(run, time.time() - t_epoch)
+                raise NonFiniteError(
+                    f"{consecutive_bad} non-finite steps in a row (train.max_nonfinite = {cfg.max_nonfinite}) at "
+                    f"global step {pos.global_step}; stopped with a checkpoint", path=run.ckpt_dir / CKPT_MID_EPOCH,
+                    hint="lower train.max_lr, use train.precision=fp32 or bf16, or check the store for corrupt reads")
+            reason = stop.requested
+            if all_reduce_sum([1.0 if reason else 0.0], info)[0] > 0:
+                _save_mid_epoch(run, time.time() - t_epoch)
+                return reason or "stop requested on another rank"
+        pos.epoch_sums["seconds"] += time.time() - t_epoch
+    return None
+
+
+def optimizer_step(run: Run, stream: "BatchStream", faults: dict) -> tuple[float, float, float, float, bool]:
+    """One optimiser step over accum_steps micro-batches: (mean loss, pre-clip grad norm, correct, seen, skipped)."""
+    cfg, info = run.config.train, run.info
+    torch.manual_seed(step_seed(cfg.seed, run.position.global_step, info.rank))  # dropout: pure function of position
+    loss_sum, correct, seen = 0.0, 0.0, 0.0
+    for micro in range(cfg.accum_steps):
+        dna, meth, labels = stream.next()
+        if micro == 0 and run.position.step == 0 and info.enabled:
+            _log_rank_streams(run, dna, meth)
+        last = micro == cfg.accum_steps - 1
+        # gradients are all-reduced once per optimiser step, on the last micro-batch only
+        sync = contextlib.nullcontext() if (last or not info.enabled) else run.model.no_sync()
+        with sync:
+            with autocast_context(info.device, cfg.precision):
+                logits = run.model(dna, meth)  # (B, C)
+            loss = run.loss_fn(logits.float(), labels)
+            if run.position.global_step in faults["nan_steps"]:
+                loss = loss * float("nan")
+            run.scaler.scale(loss / cfg.accum_steps).backward()
+        loss_sum += float(loss.detach())
+        correct += float((logits.detach().argmax(dim=1) == labels).sum())
+        seen += labels.shape[0]
+    run.scaler.unscale_(run.optimizer)
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(run.raw_model.parameters(), cfg.grad_clip))
+    mean_loss = loss_sum / cfg.accum_steps
+    # every rank must take the same decision; gradients are already averaged, losses are not
+    bad_local = not math.isfinite(mean_loss) or (not math.isfinite(grad_norm) and not run.scaler.is_enabled())
+    loss_total, bad_ranks = all_reduce_sum([mean_loss if not bad_local else 0.0, float(bad_local)], info)
+    bad = bad_ranks > 0
+    if bad:
+        run.scaler.update()  # a scaler (fp16) also lowers its scale on this step
+    else:
+        run.scaler.step(run.optimizer)  # skips internally when fp16 gradients overflowed
+        run.scaler.update()
+    run.optimizer.zero_grad(set_to_none=True)
+    mean_loss = float("nan") if bad else loss_total / info.world_size
+    return mean_loss, grad_norm, correct, seen, bad
+
+
+# --------------------------------------------------------------------------------------------
+@torch.no_grad()
+def validate(run: Run) -> dict[str, Any]:
+    """Metrics on the fixed validation set; each rank scores every world_size-th read, then reduce."""
+    info, val = run.info, run.val
+    rows = np.arange(info.rank, val.n_reads, info.world_size)
+    logits = predict_logits(run.raw_model, run.sampler.tables, val.window_idx[rows], val.calls[rows],
+                            batch_size=run.config.eval.batch_size, device=info.device,
+                            precision=run.config.train.precision)  # (r, C)
+    labels = val.labels[rows]
+    loss_sum = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels), reduction="sum"))
+    confusion = ConfusionAccumulator(len(run.store.tissues))
+    confusion.update(logits, labels)
+    matrix = confusion.compute()  # (C, C), summed over ranks
+    loss_sum, count = all_reduce_sum([loss_sum, float(rows.size)], info)
+    metrics = metrics_from_confusion(matrix)
+    metrics["loss"] = loss_sum / max(count, 1.0)
+    return metrics
+
+
+def end_epoch(run: Run, logger: RunLogger, run_start: float) -> None:
+    """Validate, log, write checkpoints, move the position to the next epoch."""
+    cfg, pos = run.config.train, run.position
+    metrics = validate(run)
+    # step losses and skip decisions are already agreed across ranks; read counts are per rank
+    correct, seen = all_reduce_sum([pos.epoch_sums["correct"], pos.epoch_sums["seen"]], run.info)
+    loss_sum, skipped = pos.epoch_sums["loss"], pos.epoch_sums["skipped"]
+    good_steps = max(run.steps_per_epoch - skipped, 1)
+    epoch_s = pos.epoch_sums["seconds"]
+    elapsed = time.time() - run_start
+    epochs_done = pos.epoch + 1
+    row = {"epoch": epochs_done, "global_step": pos.global_step,
+           "train_loss": loss_sum / good_steps, "train_acc": correct / max(seen, 1.0),
+           "val_loss": metrics["loss"], "val_acc": metrics["accuracy"], "val_balanced_acc": metrics["balanced_accuracy"],
+           "val_macro_f1": metrics["macro_f1"], "lr": run.optimizer.param_groups[0]["lr"], "epoch_s": epoch_s,
+           "elapsed_s": elapsed, "eta_s": elapsed / epochs_done * (cfg.epochs - epochs_done),
+           "samples_per_s": seen / max(epoch_s, 1e-9), "peak_gpu_mem_mb": peak_gpu_mem_mb(run.info.device),
+           "peak_cpu_mem_mb": peak_cpu_mem_mb(), "skipped_steps": int(skipped)}
+    logger.epoch(row, metrics)
+    log.info("epoch %d/%d  train loss %.4f acc %.3f | val loss %.4f acc %.3f macro-F1 %.3f | lr %.2e | %.1f s, ETA %.0f s",
+             epochs_done, cfg.epochs, row["train_loss"], row["train_acc"], row["val_loss"], row["val_acc"],
+             row["val_macro_f1"], row["lr"], epoch_s, row["eta_s"])
+    run.last_val_metrics = metrics
+    improved_loss = metrics["loss"] < run.best_val_loss
+    improved_acc = metrics["accuracy"] > run.best_val_acc
+    run.best_val_loss = min(run.best_val_loss, metrics["loss"])
+    run.best_val_acc = max(run.best_val_acc, metrics["accuracy"])
+    pos.epoch, pos.step = pos.epoch + 1, 0
+    pos.epoch_sums = {"loss": 0.0, "correct": 0.0, "seen": 0.0, "skipped": 0.0, "seconds": 0.0, "run_seconds": elapsed}
+    if run.info.is_main:
+        state = checkpoint_state(run, mid_epoch=False)
+        save_checkpoint(run.ckpt_dir / CKPT_LAST, state)
+        if improved_loss:
+            save_checkpoint(run.ckpt_dir / CKPT_BEST_LOSS, state)
+        if improved_acc:
+            save_checkpoint(run.ckpt_dir / CKPT_BEST_ACC, state)
+        if epochs_done % cfg.checkpoint_every == 0:
+            save_checkpoint(run.ckpt_dir / CKPT_EPOCH_FMT.format(epochs_done), state)
+        (run.ckpt_dir / CKPT_MID_EPOCH).unlink(missing_ok=True)  # superseded by last.pt
+
+
+# --------------------------------------------------------------------------------------------
+def checkpoint_state(run: Run, *, mid_epoch: bool) -> dict[str, Any]:
+    pos = run.position
+    return {
+        CKPT.EPOCH: pos.epoch, CKPT.GLOBAL_STEP: pos.global_step, CKPT.MID_EPOCH: mid_epoch,
+        CKPT.MODEL: run.raw_model.state_dict(), CKPT.OPTIMIZER: run.optimizer.state_dict(),
+        CKPT.SCHEDULER: run.scheduler.state_dict(), CKPT.SCALER: run.scaler.state_dict(),
+        CKPT.SAMPLER: pos.to_dict(), CKPT.RNG: capture_rng(),
+        CKPT.BEST_LOSS: run.best_val_loss, CKPT.BEST_ACC: run.best_val_acc, CKPT.RESUME_COUNT: run.resume_count,
+        CKPT.CONFIG: config_to_dict(run.config), CKPT.VAL_METRICS: run.last_val_metrics,
+        CKPT.TISSUES: list(run.store.tissues), CKPT.PANEL_HASH: run.store.panel_hash,
+        CKPT.PANEL_WINDOWS: run.store.panel.coordinates(), CKPT.CLASS_PRIOR: run.sampler.class_prior,
+        CKPT.TEMPERATURE: 1.0, CKPT.NONFINITE: int(pos.epoch_sums["skipped"]),
+    }
+
+
+def _save_mid_epoch(run: Run, epoch_seconds: float) -> None:
+    run.position.epoch_sums["seconds"] += epoch_seconds
+    if run.info.is_main:
+        save_checkpoint(run.ckpt_dir / CKPT_MID_EPOCH, checkpoint_state(run, mid_epoch=True))
+        log.info("wrote %s at epoch %d, step %d", run.ckpt_dir / CKPT_MID_EPOCH, run.position.epoch + 1,
+                 run.position.step)
+
+
+def _stop(run: Run, reason: str) -> dict:
+    """After a mid-epoch checkpoint: requeue under SLURM while resumes remain."""
+    result = dict(run.last_val_metrics)
+    result["stopped"] = reason
+    result["requeued"] = False
+    job = slurm_job_id()
+    if run.info.is_main:
+        (run.run_dir / RUN.STOP).unlink(missing_ok=True)
+        if job and run.resume_count < run.config.train.max_resumes:
+            result["requeued"] = requeue_slurm_job(job)
+        elif job:
+            log.warning("not requeueing: resume cap (train.max_resumes = %d) reached", run.config.train.max_resumes)
+        log.info("stopped (%s) at epoch %d, step %d; continue with --resume auto", reason,
+                 run.position.epoch + 1, run.position.step)
+    return result
+
+
+def _log_rank_streams(run: Run, dna: torch.Tensor, meth: torch.Tensor) -> None:
+    """Rank 0 logs a digest of every rank's first batch of the epoch: they must all differ."""
+    digest = hashlib.sha1(dna.cpu().numpy().tobytes() + meth.cpu().numpy().tobytes()).hexdigest()[:12]
+    digests = [None] * run.info.world_size
+    torch.distributed.all_gather_object(digests, digest)
+    log.info("epoch %d first-batch digest per rank: %s", run.position.epoch + 1, " ".join(digests))
+
+
+def _faults() -> dict:
+    nan_steps = {int(s) for s in os.environ.get(ENV_FAULT_NAN, "").split(",") if s.strip()}
+    sig_step, sig_name = None, None
+    if os.environ.get(ENV_FAULT_SIGNAL):
+        step_text, sig_name = os.environ[ENV_FAULT_SIGNAL].split(":")
+        sig_step = int(step_text)
+    return {"nan_steps": nan_steps, "signal_step": sig_step, "signal": sig_name}
+
+
+def _fire_signal_fault(faults: dict, global_step: int, is_main: bool) -> None:
+    if is_main and faults["signal_step"] == global_step:
+        os.kill(os.getpid(), getattr(signal, faults["signal"]))
+
+
+@contextlib.contextmanager
+def _progress(run: Run):
+    """A progress bar with ETA on a terminal (rank 0); nothing under SLURM or in tests."""
+    with make_progress() as progress:
+        enabled = run.info.is_main and not progress.disable
+        task = progress.add_task(f"epoch {run.position.epoch + 1}/{run.config.train.epochs}",
+                                 total=run.steps_per_epoch, completed=run.position.step) if enabled else None
+        yield (lambda: progress.advance(task)) if enabled else (lambda: None)

@@ -1,0 +1,138 @@
+"""Exact resume: SIGKILL mid-epoch, SIGUSR1 with SLURM requeue, and the resume cap.
+
+Deterministic mode, 2 epochs x 10 steps; every interruption happens at global step 13, i.e.
+in the middle of epoch 2. A resumed run must end with weights bit-identical to an
+uninterrupted run of the same config, and its logs must hold each epoch and step once.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tissuebert.cli.app import main
+from tissuebert.constants import CKPT, RUN
+from tissuebert.train.checkpoint import load_checkpoint, save_checkpoint
+from tissuebert.train.loop import ENV_FAULT_SIGNAL
+
+from trainhelpers import FAST, sets
+
+ARGS = sets(*FAST, "train.epochs=2", "train.steps_per_epoch=10", "train.deterministic=true", "train.log_every=1")
+STOP_STEP = 13
+
+
+def train_args(store, run, *extra):
+    return ["train", "--store", str(store), "--out", str(run), "--preset", "tiny", *ARGS, *extra]
+
+
+def weights(run, name="last.pt"):
+    return load_checkpoint(run / RUN.CHECKPOINTS / name)[CKPT.MODEL]
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs"
+
+
+def column(run, name, col):
+    with open(run / RUN.LOGS / name, newline="") as fh:
+        return [int(float(r[col])) for r in csv.DictReader(fh)]
+
+
+@pytest.fixture(scope="module")
+def reference(marker_store, tmp_path_factory):
+    run = tmp_path_factory.mktemp("resume") / "reference"
+    assert main(train_args(marker_store, run)) == 0
+    return run
+
+
+@pytest.fixture
+def fake_scontrol(tmp_path, monkeypatch):
+    """An `scontrol` on PATH that records its arguments (the issue's check)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "scontrol_calls.txt"
+    script = bin_dir / "scontrol"
+    script.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    return calls
+
+
+def test_sigkill_mid_epoch_then_resume_is_bit_identical(marker_store, reference, tmp_path):
+    run = tmp_path / "killed"
+    env = {**os.environ, ENV_FAULT_SIGNAL: f"{STOP_STEP}:SIGKILL"}
+    proc = subprocess.run([sys.executable, "-m", "tissuebert", *train_args(marker_store, run)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr
+    assert load_checkpoint(run / RUN.CHECKPOINTS / "last.pt")[CKPT.EPOCH] == 1  # died inside epoch 2
+    assert max(column(run, RUN.STEPS_CSV, "global_step")) == STOP_STEP  # it had logged past the checkpoint
+    assert main(train_args(marker_store, run, "--resume", "auto")) == 0
+    assert_same_weights(weights(run), weights(reference))
+    state = load_checkpoint(run / RUN.CHECKPOINTS / "last.pt")
+    assert state[CKPT.RESUME_COUNT] == 1 and state[CKPT.GLOBAL_STEP] == 20
+    assert column(run, RUN.STEPS_CSV, "global_step") == list(range(1, 21))  # each step logged once
+    assert column(run, RUN.EPOCHS_CSV, "epoch") == [1, 2]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / RUN.TENSORBOARD))
+    events.Reload()  # the events logged after last.pt by the killed run are purged
+    assert [e.step for e in events.Scalars("step/loss")] == list(range(1, 21))
+    assert [e.step for e in events.Scalars("epoch/val_acc")] == [10, 20]
+
+
+def test_sigusr1_requeues_and_resumes_exactly(marker_store, reference, tmp_path, fake_scontrol, monkeypatch):
+    run = tmp_path / "signalled"
+    monkeypatch.setenv(ENV_FAULT_SIGNAL, f"{STOP_STEP}:SIGUSR1")
+    assert main(train_args(marker_store, run)) == 0  # requeued: the job itself ends cleanly
+    assert fake_scontrol.read_text().split() == ["requeue", "4242"]
+    mid = load_checkpoint(run / RUN.CHECKPOINTS / "mid_epoch.pt")
+    assert mid[CKPT.MID_EPOCH] is True and mid[CKPT.GLOBAL_STEP] == STOP_STEP
+    assert mid[CKPT.SAMPLER]["epoch"] == 1 and mid[CKPT.SAMPLER]["step"] == STOP_STEP - 10
+
+    monkeypatch.delenv(ENV_FAULT_SIGNAL)
+    assert main(train_args(marker_store, run, "--resume", "auto")) == 0
+    assert_same_weights(weights(run), weights(reference))
+    assert not (run / RUN.CHECKPOINTS / "mid_epoch.pt").exists()  # superseded by last.pt
+    # the epoch that was cut in two reports the same training numbers as the uninterrupted one
+    with open(run / RUN.LOGS / RUN.EPOCHS_CSV) as a, open(reference / RUN.LOGS / RUN.EPOCHS_CSV) as b:
+        cut, whole = list(csv.DictReader(a)), list(csv.DictReader(b))
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "skipped_steps"):
+        assert [r[key] for r in cut] == [r[key] for r in whole], key
+
+
+def test_resume_cap(marker_store, tmp_path, fake_scontrol, monkeypatch, capsys):
+    run = tmp_path / "capped"
+    monkeypatch.setenv(ENV_FAULT_SIGNAL, f"{STOP_STEP}:SIGUSR1")
+    assert main(train_args(marker_store, run)) == 0
+    # pretend four resumes already happened: this resume is the fifth and last allowed
+    path = run / RUN.CHECKPOINTS / "mid_epoch.pt"
+    state = load_checkpoint(path)
+    state[CKPT.RESUME_COUNT] = 4
+    save_checkpoint(path, state)
+    monkeypatch.setenv(ENV_FAULT_SIGNAL, f"{STOP_STEP + 2}:SIGUSR1")
+    fake_scontrol.unlink()
+    assert main(train_args(marker_store, run, "--resume", "auto")) == 3  # stopped, not requeued
+    assert not fake_scontrol.exists()  # no resumes left: scontrol was not called
+    assert load_checkpoint(path)[CKPT.RESUME_COUNT] == 5
+    capsys.readouterr()
+    monkeypatch.delenv(ENV_FAULT_SIGNAL)
+    assert main(train_args(marker_store, run, "--resume", "auto")) == 2  # the sixth resume
+    err = capsys.readouterr().err
+    assert "already resumed 5 times" in err and "epochs.csv" in err
+
+
+def test_stop_file_stops_at_next_step(marker_store, tmp_path):
+    run = tmp_path / "stopfile"
+    run.mkdir()
+    (run / RUN.STOP).touch()  # a stale stop file of a previous run is removed at a fresh start
+    assert main(train_args(marker_store, run, "--resume", "auto")) == 0
+    assert load_checkpoint(run / RUN.CHECKPOINTS / "last.pt")[CKPT.GLOBAL_STEP] == 20

@@ -1,0 +1,17 @@
+"""Shared constants and helpers of the training tests (imported by name: tests are not a package)."""
+
+from __future__ import annotations
+
+N_WINDOWS = 20
+
+# A 1-layer, 32-wide model: same code paths as the presets, ~10x faster than tiny on one core.
+FAST = ["model.n_layers=1", "model.hidden=32", "model.n_heads=2", "model.ffn=64", "model.head_hidden=32",
+        "train.batch_size=32", "train.threads=1", "data.val_reads_per_sample=200", "eval.batch_size=256"]
+
+
+def sets(*items: str) -> list[str]:
+    """['--set', a, '--set', b, ...] for the CLI."""
+    out: list[str] = []
+    for item in items:
+        out += ["--set", item]
+    return out
