@@ -1,0 +1,70 @@
+"""The read pool of a benchmark: every read of the held-out test samples, scored once.
+
+An in-silico mixture is a vector of multiplicities over the pool, so every method reuses the
+per-read work done here: model log-likelihoods (one forward pass per read for all mixtures),
+the baselines' per-read marker statistics and, on simulated data, the oracle's exact
+log-likelihoods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tissuebert.constants import CKPT
+from tissuebert.deconvolve.baselines import ReadMarkerStats, read_marker_stats
+from tissuebert.deconvolve.em import scaled_likelihoods
+from tissuebert.deconvolve.run import score_reads
+from tissuebert.errors import TissueBertError
+from tissuebert.evaluate.oracle import oracle_loglik_for_reads
+from tissuebert.progress import get_logger
+from tissuebert.store.store import Store
+
+log = get_logger("benchmark")
+
+
+@dataclass
+class ReadPool:
+    tissues: list[str]
+    tissue_of_read: np.ndarray  # (R,) int64 tissue id of the sample each read came from
+    rows_of_tissue: list[np.ndarray]  # pool rows of each tissue
+    model_lik: np.ndarray  # (R, T) float32 scaled model likelihoods (prior divided out, calibrated T)
+    model_call: np.ndarray  # (R,) argmax tissue
+    model_post: np.ndarray  # (R, T) float32 posteriors under a uniform prior
+    markers: ReadMarkerStats
+    oracle_lik: np.ndarray | None  # (R, T) float32 scaled oracle likelihoods, simulated data only
+
+    @property
+    def n_reads(self) -> int:
+        return int(self.tissue_of_read.shape[0])
+
+
+def build_pool(state: dict[str, Any], store: Store, *, split: str = "test", truth_dir: Path | None = None,
+               device: str | None = None, batch_size: int | None = None) -> ReadPool:
+    """Pool and score every read of ``split`` (held-out samples only)."""
+    if list(state[CKPT.TISSUES]) != list(store.tissues):
+        from tissuebert.train.checkpoint import check_compatible
+
+        check_compatible(state, tissues=store.tissues, panel_hash=store.panel_hash)
+    windows, calls, tissue = [], [], []
+    for rec in store.samples(split):
+        reads = store.reads(rec)
+        windows.append(reads.window_idx.astype(np.int64))
+        calls.append(np.asarray(reads.calls))
+        tissue.append(np.full(reads.n_reads, rec.tissue_id, np.int64))
+    if not windows:
+        raise TissueBertError(f"the store has no {split} samples to build mixtures from", path=store.root)
+    window_idx, packed, tissue_of = np.concatenate(windows), np.concatenate(calls), np.concatenate(tissue)
+    rows = [np.flatnonzero(tissue_of == t) for t in range(len(store.tissues))]
+    log.info("benchmark pool: %d reads of %d %s samples", len(tissue_of), len(windows), split)
+    _, loglik = score_reads(state, store.panel, window_idx, packed, device=device, batch_size=batch_size)
+    lik = scaled_likelihoods(loglik)
+    post = lik / lik.sum(axis=1, keepdims=True)
+    oracle = None
+    if truth_dir is not None:
+        oracle = scaled_likelihoods(oracle_loglik_for_reads(truth_dir, store, window_idx, packed))
+    return ReadPool(list(store.tissues), tissue_of, rows, lik, loglik.argmax(axis=1), post.astype(np.float32),
+                    read_marker_stats(store.panel, window_idx, packed), oracle)

@@ -1,0 +1,136 @@
+"""`tissuebert benchmark`: in-silico mixtures of held-out test reads, every method side by side."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tissuebert.atomic import atomic_dir
+from tissuebert.benchmark.design import DEPTHS, SPIKE_LEVELS, Mixture, background_weights, design_mixtures, draw_reads
+from tissuebert.benchmark.metrics import accuracy_metrics, limit_of_detection
+from tissuebert.benchmark.pool import ReadPool, build_pool
+from tissuebert.config import dump_config
+from tissuebert.constants import OUT
+from tissuebert.deconvolve.baselines import MarkerReference, build_references, nnls_proportions, uxm_proportions
+from tissuebert.deconvolve.em import em_proportions
+from tissuebert.deconvolve.run import METHODS
+from tissuebert.evaluate.evaluate import as_state, to_json
+from tissuebert.evaluate.oracle import cohort_of_store
+from tissuebert.progress import get_logger, track
+from tissuebert.store.store import Store
+from tissuebert.train.checkpoint import checkpoint_config
+
+log = get_logger("benchmark")
+ORACLE = "oracle"
+
+
+def estimate(method: str, pool: ReadPool, reference: MarkerReference, rows: np.ndarray, counts: np.ndarray, *,
+             max_iter: int, tol: float) -> np.ndarray:
+    """Proportions of the mixture (pool rows, multiplicities) by one method."""
+    if method == "em":
+        return em_proportions(None, weights=counts, lik=pool.model_lik[rows], max_iter=max_iter, tol=tol)
+    if method == ORACLE:
+        return em_proportions(None, weights=counts, lik=pool.oracle_lik[rows], max_iter=max_iter, tol=tol)
+    if method == "mean-posterior":
+        return counts @ pool.model_post[rows] / counts.sum()
+    if method == "argmax":
+        return np.bincount(pool.model_call[rows], weights=counts, minlength=len(pool.tissues)) / counts.sum()
+    weights = np.zeros(pool.n_reads)
+    weights[rows] = counts
+    sample = pool.markers.counts(weights)
+    return uxm_proportions(reference, sample) if method == "uxm" else nnls_proportions(reference, sample)
+
+
+def _summaries(mixtures: list[Mixture], est: dict[str, np.ndarray], tissues: list[str]) -> dict[str, Any]:
+    truth = np.stack([m.truth for m in mixtures])
+    kind = np.array([m.kind for m in mixtures])
+    depth = np.array([m.depth for m in mixtures])
+    out: dict[str, Any] = {}
+    for method, values in est.items():
+        per_depth = {}
+        for d in sorted(set(depth[kind == "dirichlet"])):
+            sel = (kind == "dirichlet") & (depth == d)
+            per_depth[f"{d:g}x"] = accuracy_metrics(values[sel], truth[sel], tissues)
+        lod = {}
+        for t in sorted({m.spike_tissue for m in mixtures if m.kind == "spike"}):
+            sel = np.array([m.kind == "spike" and m.spike_tissue == t for m in mixtures])
+            levels = np.array([m.level for m in mixtures])[sel]
+            lod[tissues[t]] = limit_of_detection(levels, values[sel, t])
+        spike = kind == "spike"
+        out[method] = {"per_depth": per_depth, "lod": lod,
+                       "spike_in": accuracy_metrics(values[spike], truth[spike], tissues) if spike.any() else None}
+    return out
+
+
+def _estimates_tsv(mixtures: list[Mixture], est: dict[str, np.ndarray], tissues: list[str]) -> str:
+    lines = ["mixture\tkind\tdepth\tspike_tissue\tlevel\treplicate\tmethod\ttissue\ttrue\testimate"]
+    for method, values in est.items():
+        for m in mixtures:
+            spike = tissues[m.spike_tissue] if m.spike_tissue >= 0 else ""
+            for t, name in enumerate(tissues):
+                lines.append(f"{m.mixture_id}\t{m.kind}\t{m.depth:g}\t{spike}\t{m.level:g}\t{m.replicate}\t{method}\t"
+                             f"{name}\t{m.truth[t]:.6f}\t{values[m.mixture_id, t]:.6f}")
+    return "\n".join(lines) + "\n"
+
+
+def run_benchmark(checkpoint: str | Path | dict, store: str | Path | Store, out: str | Path, *,
+                  methods: list[str] | None = None, truth_dir: str | Path | None = None,
+                  background: list[str] | None = None, spike_levels=SPIKE_LEVELS, replicates: int = 10,
+                  n_dirichlet: int = 100, depths=DEPTHS, spike_depth: float = 30.0, seed: int = 0,
+                  device: str | None = None, force: bool = False) -> dict[str, Any]:
+    """Build the mixtures, estimate each by every method, write benchmark.json, estimates.tsv,
+    plots and report.html to ``out``; returns the benchmark.json content.
+
+    Depth = reads per panel window: a mixture at 30x has 30 x n_windows reads.
+    """
+    from tissuebert.benchmark.report import write_report
+
+    started = time.time()
+    state, name = as_state(checkpoint)
+    store = store if isinstance(store, Store) else Store.open(store)
+    config = checkpoint_config(state, name)
+    truth_dir = Path(truth_dir) if truth_dir is not None else cohort_of_store(store)
+    methods = list(methods or METHODS)
+    if truth_dir is not None and ORACLE not in methods:
+        methods.append(ORACLE)
+    pool = build_pool(state, store, truth_dir=truth_dir if ORACLE in methods else None, device=device)
+    if ORACLE in methods and pool.oracle_lik is None:
+        methods.remove(ORACLE)
+    reference = build_references(store, "train")
+    tissues = pool.tissues
+    available = np.array([rows.size > 0 for rows in pool.rows_of_tissue])
+    bg = background_weights(tissues, background)
+    mixtures = design_mixtures(len(tissues), bg, available, spike_levels=spike_levels, replicates=replicates,
+                               n_dirichlet=n_dirichlet, depths=depths, spike_depth=spike_depth, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    est = {m: np.zeros((len(mixtures), len(tissues))) for m in methods}
+    seconds = {m: 0.0 for m in methods}
+    n_windows = store.panel.n_windows
+    for mix in track(mixtures, "mixtures"):
+        rows, counts = draw_reads(mix, pool.rows_of_tissue, int(round(mix.depth * n_windows)), rng)
+        for method in methods:
+            t0 = time.perf_counter()
+            # 1e-6 is ample for proportions scored to 1e-3, and EM creeps on boundary solutions
+            est[method][mix.mixture_id] = estimate(method, pool, reference, rows, counts,
+                                                   max_iter=config.eval.em_max_iter, tol=max(config.eval.em_tol, 1e-6))
+            seconds[method] += time.perf_counter() - t0
+    result = {
+        "checkpoint": name, "store": str(store.root), "truth": str(truth_dir) if truth_dir else None,
+        "tissues": tissues, "background": {t: float(w) for t, w in zip(tissues, bg) if w > 0},
+        "n_windows": n_windows, "pool_reads": pool.n_reads, "n_mixtures": len(mixtures),
+        "design": {"spike_levels": list(spike_levels), "replicates": replicates, "spike_depth": spike_depth,
+                   "n_dirichlet": n_dirichlet, "depths": list(depths), "seed": seed,
+                   "depth_unit": "reads per panel window"},
+        "methods": _summaries(mixtures, est, tissues),
+        "seconds_per_mixture": {m: s / len(mixtures) for m, s in seconds.items()},
+    }
+    with atomic_dir(out, force=force) as tmp:
+        (tmp / OUT.BENCHMARK_TSV).write_text(_estimates_tsv(mixtures, est, tissues))
+        write_report(tmp, result, mixtures, est)
+        result["elapsed_s"] = time.time() - started
+        (tmp / OUT.BENCHMARK_JSON).write_text(to_json(result))
+        dump_config(config, tmp / OUT.CONFIG)
+    return result

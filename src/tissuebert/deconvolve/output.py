@@ -1,0 +1,89 @@
+"""Files written by `tissuebert deconvolve` and `tissuebert predict`."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+from tissuebert.atomic import atomic_path
+from tissuebert.deconvolve.run import DeconvResult
+from tissuebert.store.panel import Panel
+
+PROPORTION_COLUMNS = ("method", "tissue", "proportion", "ci_low", "ci_high", "reads_used")
+
+
+def proportions_tsv(results: list[DeconvResult]) -> str:
+    """Long format: one row per (method, tissue); NaN intervals mean no bootstrap was run."""
+    lines = ["\t".join(PROPORTION_COLUMNS)]
+    for res in results:
+        for row in res.rows():
+            lines.append(f"{row['method']}\t{row['tissue']}\t{row['proportion']:.6f}\t{row['ci_low']:.6f}\t"
+                         f"{row['ci_high']:.6f}\t{row['reads_used']:.1f}")
+    return "\n".join(lines) + "\n"
+
+
+def read_proportions_tsv(path: str | Path) -> dict[str, dict[str, float]]:
+    """{method: {tissue: proportion}} from a proportions.tsv."""
+    out: dict[str, dict[str, float]] = {}
+    with open(path) as fh:
+        header = fh.readline().rstrip("\n").split("\t")
+        for text in fh:
+            row = dict(zip(header, text.rstrip("\n").split("\t")))
+            out.setdefault(row["method"], {})[row["tissue"]] = float(row["proportion"])
+    return out
+
+
+def plot_proportions(results: list[DeconvResult], path: str | Path, title: str = "") -> None:
+    """Grouped bars (one colour per method) with bootstrap intervals as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tissues = results[0].tissues
+    x = np.arange(len(tissues))
+    width = 0.8 / len(results)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.5 * len(tissues) + 2), 4))
+    for k, res in enumerate(results):
+        err = None
+        if np.all(np.isfinite(res.ci_low)):
+            err = np.vstack([np.clip(res.proportions - res.ci_low, 0, None),
+                             np.clip(res.ci_high - res.proportions, 0, None)])
+        ax.bar(x + (k - (len(results) - 1) / 2) * width, res.proportions, width=width, yerr=err, capsize=2,
+               label=res.method)
+    ax.set_xticks(x, tissues, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("proportion")
+    ax.set_ylim(0, max(0.05, min(1.0, max(float(np.nanmax(r.ci_high if np.all(np.isfinite(r.ci_high)) else r.proportions))
+                                               for r in results) * 1.1)))
+    ax.legend(fontsize=8)
+    level = int(round(results[0].ci_level * 100))
+    ax.set_title(title or f"Tissue proportions ({level}% bootstrap intervals)")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def write_posteriors(path: str | Path, panel: Panel, tissues: list[str], window_idx: np.ndarray,
+                     loglik: np.ndarray, counts: np.ndarray | None, *, chunk: int = 200_000) -> None:
+    """Per-read posteriors (uniform prior: the model's evidence alone) as a gzipped TSV:
+    ``window  count  <one column per tissue>  call``; written in chunks to bound memory."""
+    window_idx = np.asarray(window_idx, dtype=np.int64)
+    counts = np.ones(len(window_idx), np.int64) if counts is None else np.asarray(counts).astype(np.int64)
+    names = np.array(tissues, dtype=object)
+    header = ["window", "count", *tissues, "call"]
+    with atomic_path(path) as tmp, gzip.open(tmp, "wt", compresslevel=5) as fh:
+        fh.write("\t".join(header) + "\n")
+        for start in range(0, len(window_idx), chunk):
+            ll = np.asarray(loglik[start:start + chunk], dtype=np.float64)
+            post = np.exp(ll - ll.max(axis=1, keepdims=True))
+            post /= post.sum(axis=1, keepdims=True)
+            wins = window_idx[start:start + chunk]
+            uniq, inverse = np.unique(wins, return_inverse=True)
+            labels = np.array([panel.window_label(int(w)) for w in uniq], dtype=object)[inverse]
+            cols = [labels, counts[start:start + chunk].astype(str)]
+            cols += [np.char.mod("%.5f", post[:, t]) for t in range(post.shape[1])]
+            cols.append(names[post.argmax(axis=1)])
+            fh.write("\n".join("\t".join(row) for row in zip(*cols)) + "\n")

@@ -1,0 +1,184 @@
+"""One sample end to end: load its reads (input file or store sample), run the chosen methods,
+write proportions.tsv, proportions.png and (for model methods) posteriors.tsv.gz."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tissuebert.atomic import atomic_dir, check_output
+from tissuebert.config import Config, dump_config
+from tissuebert.constants import CKPT, OUT
+from tissuebert.deconvolve.atlas_io import pat_marker_counts, read_pat, read_uxm_atlas
+from tissuebert.deconvolve.baselines import build_references, nnls_mixture
+from tissuebert.deconvolve.output import plot_proportions, proportions_tsv, write_posteriors
+from tissuebert.deconvolve.run import (
+    MODEL_METHODS, REFERENCE_METHODS, DeconvResult, proportions_from_loglik, reference_proportions, score_reads,
+)
+from tissuebert.errors import TissueBertError
+from tissuebert.progress import get_logger
+from tissuebert.store.panel import Panel
+from tissuebert.store.store import Store
+from tissuebert.train.checkpoint import checkpoint_config, load_checkpoint
+
+log = get_logger("deconvolve")
+
+
+@dataclass
+class SampleInput:
+    panel: Panel
+    window_idx: np.ndarray  # (R,) int64
+    calls: np.ndarray  # (R, B) packed
+    counts: np.ndarray  # (R,) multiplicities
+    source: str
+
+
+def infer_format(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith((".pat", ".pat.gz")):
+        return "pat"
+    if name.endswith(".bam"):
+        raise TissueBertError("a BAM needs --format bismark, bwameth or mmml", path=path)
+    if name.endswith((".bed", ".bed.gz", ".bedmethyl", ".bedmethyl.gz")):
+        return "bedmethyl"
+    if name.endswith((".cov", ".cov.gz")):
+        return "cov"
+    if name.endswith(".beta"):
+        return "beta"
+    raise TissueBertError("cannot tell the input format from the file name", path=path, hint="pass --format")
+
+
+def load_sample(*, state: dict[str, Any] | None, input_path: Path | None, fmt: str | None, cpg_index: Path | None,
+                reference: Path | None, store: Store | None, sample_id: str | None, min_cpgs: int = 1) -> SampleInput:
+    """Reads of one sample projected onto the model's panel, identical reads collapsed."""
+    if store is not None and sample_id is not None:
+        if input_path is not None:
+            raise TissueBertError("give either --input or --sample, not both")
+        reads = store.reads(store.sample(sample_id))
+        # collapse identical (window, calls) rows: each is then scored once and weighted by its count
+        rows = np.concatenate([reads.window_idx.astype(np.uint64)[:, None].view(np.uint8).reshape(-1, 8),
+                               np.asarray(reads.calls)], axis=1)
+        uniq, first, counts = np.unique(rows, axis=0, return_index=True, return_counts=True)
+        return SampleInput(store.panel, reads.window_idx[first].astype(np.int64), np.asarray(reads.calls)[first],
+                           counts.astype(np.int64), f"{store.root}:{sample_id}")
+    if input_path is None:
+        raise TissueBertError("nothing to deconvolve: pass --input FILE, or --store STORE --sample ID")
+    from tissuebert.prepare import panel_from_coordinates, read_sample_windows
+
+    fmt = fmt or infer_format(input_path)
+    if store is not None:
+        panel = store.panel
+    else:
+        if state is None or CKPT.PANEL_WINDOWS not in state:
+            raise TissueBertError("the checkpoint lacks its panel's window coordinates", hint="pass --store STORE")
+        if reference is None:
+            raise TissueBertError("--reference FASTA is needed to rebuild the model's panel", hint="or pass --store STORE")
+        panel = panel_from_coordinates(reference, state[CKPT.PANEL_WINDOWS], cpg_index)
+    win = read_sample_windows(input_path, fmt, panel, reference=reference, min_cpgs=min_cpgs, collapse=True)
+    if win.n_rows == 0:
+        raise TissueBertError("no read of the input overlaps the model's panel", path=input_path,
+                              hint="check the reference build and chromosome names")
+    return SampleInput(panel, win.window_idx.astype(np.int64), win.calls, win.counts.astype(np.int64), str(input_path))
+
+
+def _atlas_uxm(atlas_path: Path, input_path: Path | None, n_boot: int, ci_level: float, seed: int) -> DeconvResult:
+    """UXM against a published atlas straight from .pat reads (CpG-index coordinates, no FASTA)."""
+    if input_path is None or infer_format(input_path) != "pat":
+        raise TissueBertError("--atlas needs a .pat(.gz) --input", path=atlas_path)
+    atlas = read_uxm_atlas(atlas_path)
+    pat = read_pat(input_path)
+    mc = pat_marker_counts(pat, atlas)
+    est = nnls_mixture(atlas.u_fraction, mc.u_fraction, weights=mc.informative)
+    low = high = np.full(len(atlas.tissues), np.nan)
+    if n_boot > 0:
+        rng = np.random.default_rng(seed)
+        total = int(pat.counts.sum())
+        reps = []
+        for _ in range(n_boot):
+            boot = type(pat)(pat.start_cpg, pat.codes, pat.length, rng.multinomial(total, pat.counts / total))
+            b = pat_marker_counts(boot, atlas)
+            reps.append(nnls_mixture(atlas.u_fraction, b.u_fraction, weights=b.informative))
+        alpha = (1 - ci_level) / 2
+        low, high = np.quantile(reps, alpha, axis=0), np.quantile(reps, 1 - alpha, axis=0)
+    n_reads = int(pat.counts.sum())
+    return DeconvResult(list(atlas.tissues), "uxm", est, low, high, est * n_reads, n_reads, ci_level)
+
+
+def deconvolve_sample(out: Path, *, checkpoint: Path | None, methods: list[str], input_path: Path | None = None,
+                      fmt: str | None = None, cpg_index: Path | None = None, reference: Path | None = None,
+                      store_root: Path | None = None, sample_id: str | None = None, atlas: Path | None = None,
+                      n_boot: int | None = None, seed: int = 0, temperature: float | None = None,
+                      posteriors: bool = True, device: str | None = None, force: bool = False) -> list[DeconvResult]:
+    """Deconvolve one sample by each method in ``methods`` and write the outputs to ``out``."""
+    unknown = [m for m in methods if m not in MODEL_METHODS + REFERENCE_METHODS]
+    if unknown:
+        raise TissueBertError(f"unknown method {unknown[0]!r}; choose from {', '.join(MODEL_METHODS + REFERENCE_METHODS)}")
+    need_model = any(m in MODEL_METHODS for m in methods)
+    if need_model and checkpoint is None:
+        raise TissueBertError(f"method(s) {', '.join(m for m in methods if m in MODEL_METHODS)} need --checkpoint")
+    state = load_checkpoint(checkpoint) if checkpoint is not None else None
+    config = checkpoint_config(state, checkpoint) if state is not None else Config()
+    n_boot = config.eval.bootstrap if n_boot is None else n_boot
+    ci_level = config.eval.ci_level
+    store = Store.open(store_root) if store_root is not None else None
+    results: list[DeconvResult] = []
+    sample = None
+    if need_model or (store is not None and any(m in REFERENCE_METHODS for m in methods)):
+        sample = load_sample(state=state, input_path=input_path, fmt=fmt, cpg_index=cpg_index, reference=reference,
+                             store=store, sample_id=sample_id, min_cpgs=config.data.min_cpgs)
+        log.info("%s: %d reads (%d unique rows)", sample.source, int(sample.counts.sum()), len(sample.counts))
+    loglik = None
+    if need_model:
+        _, loglik = score_reads(state, sample.panel, sample.window_idx, sample.calls, temperature=temperature,
+                                device=device)
+    reference_atlas = None
+    for method in methods:
+        if method in MODEL_METHODS:
+            results.append(proportions_from_loglik(loglik, sample.counts, list(state[CKPT.TISSUES]), method=method,
+                                                   n_boot=n_boot, ci_level=ci_level, seed=seed,
+                                                   max_iter=config.eval.em_max_iter, tol=config.eval.em_tol))
+        elif method == "uxm" and atlas is not None:
+            results.append(_atlas_uxm(atlas, input_path, n_boot, ci_level, seed))
+        else:
+            if store is None:
+                raise TissueBertError(f"method {method} builds its reference from a store's training split",
+                                      hint="pass --store STORE (or --atlas ATLAS.tsv for uxm on a .pat input)")
+            reference_atlas = reference_atlas or build_references(store)
+            results.append(reference_proportions(reference_atlas, sample.panel, sample.window_idx, sample.calls,
+                                                 sample.counts, method=method, n_boot=n_boot, ci_level=ci_level,
+                                                 seed=seed))
+    with atomic_dir(out, force=force) as tmp:
+        (tmp / OUT.PROPORTIONS).write_text(proportions_tsv(results))
+        same = [r for r in results if r.tissues == results[0].tissues]
+        plot_proportions(same, tmp / OUT.PROPORTIONS_PNG)
+        if need_model and posteriors:
+            write_posteriors(tmp / OUT.POSTERIORS, sample.panel, list(state[CKPT.TISSUES]), sample.window_idx,
+                             loglik, sample.counts)
+        info = {"input": str(input_path) if input_path else f"{store_root}:{sample_id}", "checkpoint": str(checkpoint),
+                "methods": methods, "n_boot": n_boot, "ci_level": ci_level, "seed": seed,
+                "n_reads": results[0].n_reads if results else 0}
+        (tmp / OUT.RUN_INFO).write_text(json.dumps(info, indent=2) + "\n")
+        if state is not None:
+            dump_config(config, tmp / OUT.CONFIG)
+    return results
+
+
+def predict_sample(out: Path, *, checkpoint: Path, input_path: Path | None = None, fmt: str | None = None,
+                   cpg_index: Path | None = None, reference: Path | None = None, store_root: Path | None = None,
+                   sample_id: str | None = None, temperature: float | None = None, device: str | None = None,
+                   force: bool = False) -> tuple[int, int]:
+    """Write per-read posteriors of one sample to ``out`` (.tsv.gz); returns (rows, reads)."""
+    check_output(out, force=force)
+    state = load_checkpoint(checkpoint)
+    config = checkpoint_config(state, checkpoint)
+    store = Store.open(store_root) if store_root is not None else None
+    sample = load_sample(state=state, input_path=input_path, fmt=fmt, cpg_index=cpg_index, reference=reference,
+                         store=store, sample_id=sample_id, min_cpgs=config.data.min_cpgs)
+    _, loglik = score_reads(state, sample.panel, sample.window_idx, sample.calls, temperature=temperature,
+                            device=device)
+    write_posteriors(out, sample.panel, list(state[CKPT.TISSUES]), sample.window_idx, loglik, sample.counts)
+    return len(sample.counts), int(sample.counts.sum())

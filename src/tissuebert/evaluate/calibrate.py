@@ -1,0 +1,57 @@
+"""`tissuebert calibrate`: fit temperature scaling on the validation split and store it in a checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tissuebert.atomic import check_output
+from tissuebert.constants import CKPT
+from tissuebert.evaluate.calibration import expected_calibration_error, fit_temperature, nll, softmax_probs
+from tissuebert.evaluate.evaluate import score_split
+from tissuebert.progress import get_logger
+from tissuebert.store.store import Store
+from tissuebert.train.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
+
+log = get_logger("calibrate")
+
+
+def calibrated_path(checkpoint: str | Path) -> Path:
+    """Default output: ``best_acc.pt`` -> ``best_acc.calibrated.pt`` beside it."""
+    path = Path(checkpoint)
+    return path.with_name(f"{path.stem}.calibrated{path.suffix}")
+
+
+def calibrate_checkpoint(checkpoint: str | Path, store: str | Path | Store, *, split: str = "val",
+                         out: str | Path | None = None, force: bool = False,
+                         max_reads_per_sample: int | None = None, seed: int = 0, device: str | None = None,
+                         batch_size: int | None = None) -> dict[str, Any]:
+    """Fit T on ``split`` and write the checkpoint with ``CKPT.TEMPERATURE`` set (to ``out``,
+    default ``<name>.calibrated.pt``; overwriting needs ``force``). Returns NLL/ECE before and after.
+
+    The fit starts from the raw logits (T = 1), whatever temperature the input checkpoint holds.
+    """
+    out = calibrated_path(checkpoint) if out is None else Path(out)
+    check_output(out, force=force)
+    state = load_checkpoint(checkpoint)
+    store = store if isinstance(store, Store) else Store.open(store)
+    config = checkpoint_config(state, checkpoint)
+    scored = score_split(state, store, split, name=str(checkpoint), max_reads_per_sample=max_reads_per_sample,
+                         seed=seed, batch_size=batch_size, device=device)
+    logits, targets = scored.logits, scored.reads.labels
+    temperature = fit_temperature(logits, targets)
+    bins = config.eval.ece_bins
+    report = {
+        "split": split, "n_reads": int(scored.reads.n_reads), "temperature": temperature,
+        "nll_before": nll(logits, targets, 1.0), "nll_after": nll(logits, targets, temperature),
+        "ece_before": expected_calibration_error(softmax_probs(logits, 1.0), targets, bins),
+        "ece_after": expected_calibration_error(softmax_probs(logits, temperature), targets, bins),
+    }
+    state = dict(state)
+    state[CKPT.TEMPERATURE] = temperature
+    state[CKPT.CALIBRATION] = report
+    save_checkpoint(out, state)
+    log.info("temperature %.4f on %d %s reads: NLL %.4f -> %.4f, ECE %.4f -> %.4f; wrote %s", temperature,
+             report["n_reads"], split, report["nll_before"], report["nll_after"], report["ece_before"],
+             report["ece_after"], out)
+    return {**report, "checkpoint": str(out)}

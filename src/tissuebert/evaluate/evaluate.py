@@ -1,0 +1,234 @@
+"""`tissuebert evaluate`: score a store split with a checkpoint and write metrics, tables and plots."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.special import log_softmax
+
+from tissuebert.atomic import atomic_dir
+from tissuebert.config import dump_config
+from tissuebert.constants import CKPT, OUT
+from tissuebert.data.eval_set import EvalReads, build_eval_reads
+from tissuebert.data.tokens import TokenTables
+from tissuebert.evaluate.calibration import (
+    expected_calibration_error, nll, reliability_bins, softmax_probs,
+)
+from tissuebert.evaluate.oracle import cohort_of_store, oracle_loglik_for_reads
+from tissuebert.evaluate.plots import plot_reliability
+from tissuebert.progress import get_logger
+from tissuebert.store.store import Store
+from tissuebert.train.checkpoint import checkpoint_config, check_compatible, load_checkpoint, model_from_checkpoint
+from tissuebert.train.infer import predict_logits
+from tissuebert.train.metrics import classification_metrics, write_confusion
+
+log = get_logger("evaluate")
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def as_state(checkpoint: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """A loaded checkpoint dict and a name for messages."""
+    if isinstance(checkpoint, dict):
+        return checkpoint, "checkpoint"
+    return load_checkpoint(checkpoint), str(checkpoint)
+
+
+def class_prior(state: dict[str, Any]) -> np.ndarray:
+    """The training sampler's class distribution (uniform when the checkpoint does not say)."""
+    n_tissues = len(state[CKPT.TISSUES])
+    prior = state.get(CKPT.CLASS_PRIOR)
+    if prior is None:
+        return np.full(n_tissues, 1.0 / n_tissues)
+    prior = np.asarray(prior, dtype=np.float64)
+    return prior / prior.sum()
+
+
+def temperature_of(state: dict[str, Any]) -> float:
+    return float(state.get(CKPT.TEMPERATURE) or 1.0)
+
+
+@dataclass
+class ScoredSplit:
+    reads: EvalReads
+    logits: np.ndarray  # (R, T) float32
+
+
+def score_split(state: dict[str, Any], store: Store, split: str, *, name: str = "checkpoint",
+                max_reads_per_sample: int | None = None, seed: int = 0, batch_size: int | None = None,
+                device: str | None = None, precision: str = "fp32") -> ScoredSplit:
+    """Logits of the checkpoint's model for every (or a fixed random subset of) read of ``split``."""
+    check_compatible(state, tissues=store.tissues, panel_hash=store.panel_hash, path=name)
+    config = checkpoint_config(state, name)
+    reads = build_eval_reads(store, split, max_reads_per_sample=max_reads_per_sample, seed=seed,
+                             min_cpgs=config.data.min_cpgs)
+    if reads.n_reads == 0:
+        from tissuebert.errors import StoreError
+
+        raise StoreError(f"split {split!r} has no reads", path=store.root, hint="choose a split the sample sheet fills")
+    model = model_from_checkpoint(state, name)
+    dev = resolve_device(device)
+    model.to(dev)
+    log.info("scoring %d reads of %d %s samples on %s", reads.n_reads, len(reads.samples), split, dev)
+    logits = predict_logits(model, TokenTables(store.panel), reads.window_idx, reads.calls,
+                            batch_size=batch_size or config.eval.batch_size, device=dev, precision=precision)
+    return ScoredSplit(reads, logits)
+
+
+def per_sample_calls(scored: ScoredSplit, tissues: list[str], prior: np.ndarray, temperature: float) -> list[dict]:
+    """File-level calls: the tissue maximising the summed read log-likelihoods (a pure sample's
+    maximum-likelihood tissue, prior divided out), and the read majority vote."""
+    # log p(read | t) up to a per-read constant: the posterior with the training prior divided out
+    loglik = log_softmax(scored.logits.astype(np.float64) / temperature, axis=1) - np.log(prior)[None, :]
+    preds = scored.logits.argmax(axis=1)
+    rows = []
+    for pos, rec in enumerate(scored.reads.samples):
+        mask = scored.reads.sample_pos == pos
+        if not mask.any():
+            continue
+        ml_call = int(loglik[mask].sum(axis=0).argmax())
+        votes = np.bincount(preds[mask], minlength=len(tissues))
+        rows.append({"sample_id": rec.sample_id, "tissue": rec.tissue, "n_reads": int(mask.sum()),
+                     "read_accuracy": float(np.mean(preds[mask] == rec.tissue_id)),
+                     "call": tissues[ml_call], "correct": ml_call == rec.tissue_id,
+                     "vote_call": tissues[int(votes.argmax())], "vote_share": float(votes.max() / mask.sum())})
+    return rows
+
+
+def _per_tissue_tsv(metrics: dict, tissues: list[str], oracle: dict | None = None) -> str:
+    """One row per tissue; on simulated stores also the oracle's precision / recall / F1."""
+    extra = "\toracle_precision\toracle_recall\toracle_f1" if oracle else ""
+    lines = ["tissue\tprecision\trecall\tf1\tsupport" + extra]
+    for t, name in enumerate(tissues):
+        row = (f"{name}\t{metrics['precision'][t]:.6f}\t{metrics['recall'][t]:.6f}\t"
+               f"{metrics['f1'][t]:.6f}\t{int(metrics['support'][t])}")
+        if oracle:
+            row += f"\t{oracle['precision'][t]:.6f}\t{oracle['recall'][t]:.6f}\t{oracle['f1'][t]:.6f}"
+        lines.append(row)
+    return "\n".join(lines) + "\n"
+
+
+def _confusion_tsv(cm: np.ndarray, tissues: list[str]) -> str:
+    """Row-normalised confusion: row = true tissue, columns = share of its reads called each tissue."""
+    cm = np.asarray(cm, dtype=np.int64)
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros(cm.shape, np.float64), where=rows > 0)
+    lines = ["true\\predicted\t" + "\t".join(tissues)]
+    for t, name in enumerate(tissues):
+        lines.append(name + "\t" + "\t".join(f"{v:.6f}" for v in norm[t]))
+    return "\n".join(lines) + "\n"
+
+
+def _per_sample_tsv(rows: list[dict]) -> str:
+    cols = ["sample_id", "tissue", "n_reads", "read_accuracy", "call", "correct", "vote_call", "vote_share"]
+    out = ["\t".join(cols)]
+    for row in rows:
+        out.append("\t".join(f"{row[c]:.6f}" if isinstance(row[c], float) else str(row[c]) for c in cols))
+    return "\n".join(out) + "\n"
+
+
+def split_metrics(scored: ScoredSplit, tissues: list[str], *, temperature: float, ece_bins: int) -> dict:
+    """Every number of the evaluation for already scored reads (also used for oracle rows)."""
+    targets = scored.reads.labels
+    probs = softmax_probs(scored.logits, temperature)
+    cls = classification_metrics(probs.argmax(axis=1), targets, len(tissues))  # lists, confusion [true, pred]
+    bins = reliability_bins(probs, targets, ece_bins)
+    return {"classification": cls, "bins": bins,
+            "ece": expected_calibration_error(probs, targets, ece_bins),
+            "nll": nll(scored.logits, targets, temperature)}
+
+
+def evaluate_split(checkpoint: str | Path | dict[str, Any], store: str | Path | Store, split: str,
+                   out: str | Path, *, force: bool = False, max_reads_per_sample: int | None = None,
+                   seed: int = 0, device: str | None = None, batch_size: int | None = None,
+                   precision: str = "fp32", truth_dir: str | Path | None = None) -> dict:
+    """Evaluate ``checkpoint`` on ``split`` of ``store`` and write DIR/{metrics.json, per_tissue.tsv,
+    confusion.tsv, confusion.png, reliability.png, per_sample.tsv}. Returns the metrics dict.
+
+    On a simulated store (``truth_dir``, or found from the store's provenance) the same reads are
+    also classified by the oracle (exact likelihoods, uniform prior): metrics["oracle"] and the
+    oracle_* columns of per_tissue.tsv are the Bayes-optimal ceiling.
+    """
+    state, name = as_state(checkpoint)
+    store = store if isinstance(store, Store) else Store.open(store)
+    tissues = list(state[CKPT.TISSUES])
+    config = checkpoint_config(state, name)
+    temperature = temperature_of(state)
+    scored = score_split(state, store, split, name=name, max_reads_per_sample=max_reads_per_sample, seed=seed,
+                         batch_size=batch_size, device=device, precision=precision)
+    res = split_metrics(scored, tissues, temperature=temperature, ece_bins=config.eval.ece_bins)
+    cls = res["classification"]
+    samples = per_sample_calls(scored, tissues, class_prior(state), temperature)
+    oracle = _oracle_metrics(store, scored, tissues, truth_dir, config.eval.ece_bins)
+    metrics = {
+        "checkpoint": name, "store": str(store.root), "split": split, "n_reads": int(scored.reads.n_reads),
+        "n_samples": len(samples), "temperature": temperature,
+        "accuracy": cls["accuracy"], "balanced_accuracy": cls["balanced_accuracy"], "macro_f1": cls["macro_f1"],
+        "ece": res["ece"], "nll": res["nll"],
+        "sample_accuracy": float(np.mean([s["correct"] for s in samples])) if samples else float("nan"),
+        "per_tissue": {t: {"precision": float(cls["precision"][i]), "recall": float(cls["recall"][i]),
+                           "f1": float(cls["f1"][i]), "support": int(cls["support"][i])}
+                       for i, t in enumerate(tissues)},
+        "per_sample": samples,
+    }
+    if oracle is not None:
+        metrics["oracle"] = {k: oracle[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "ece", "nll")}
+    with atomic_dir(out, force=force) as tmp:
+        (tmp / OUT.METRICS).write_text(to_json(metrics))
+        dump_config(config, tmp / OUT.CONFIG)  # the checkpoint's resolved config, beside its results
+        (tmp / OUT.PER_TISSUE).write_text(_per_tissue_tsv(cls, tissues, oracle))
+        (tmp / OUT.CONFUSION_TSV).write_text(_confusion_tsv(cls["confusion"], tissues))
+        (tmp / OUT.PER_SAMPLE).write_text(_per_sample_tsv(samples))
+        write_confusion(np.asarray(cls["confusion"]), tissues, tmp / OUT.CONFUSION_PNG, None,
+                        title=f"{split}: accuracy {cls['accuracy']:.3f}, macro F1 {cls['macro_f1']:.3f} (rows normalised)")
+        plot_reliability(res["bins"], tmp / OUT.RELIABILITY_PNG, res["ece"])
+    log.info("%s: accuracy %.4f, balanced %.4f, macro F1 %.4f, ECE %.4f over %d reads", split, metrics["accuracy"],
+             metrics["balanced_accuracy"], metrics["macro_f1"], metrics["ece"], metrics["n_reads"])
+    return metrics
+
+
+def _oracle_metrics(store: Store, scored: ScoredSplit, tissues: list[str], truth_dir: str | Path | None,
+                    ece_bins: int) -> dict | None:
+    truth_dir = truth_dir if truth_dir is not None else cohort_of_store(store)
+    if truth_dir is None:
+        return None
+    loglik = oracle_loglik_for_reads(truth_dir, store, scored.reads.window_idx, scored.reads.calls)
+    res = split_metrics(ScoredSplit(scored.reads, loglik), tissues, temperature=1.0, ece_bins=ece_bins)
+    cls = res["classification"]
+    log.info("oracle on the same reads: accuracy %.4f, macro F1 %.4f", cls["accuracy"], cls["macro_f1"])
+    return {**{k: cls[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "precision", "recall", "f1")},
+            "ece": res["ece"], "nll": res["nll"]}
+
+
+def to_json(data: Any) -> str:
+    """Strict JSON (NaN -> null, numpy -> Python) so any JSON reader accepts the file."""
+    return json.dumps(_clean(data), indent=2, allow_nan=False, default=_json_default) + "\n"
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    return obj
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"cannot serialise {type(obj).__name__}")

@@ -1,0 +1,12 @@
+"""Fixtures of the evaluate tests: the tiny store and checkpoints of tinystore.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from tinystore import TinyCohort, tiny_cohort
+
+
+@pytest.fixture(scope="session")
+def tiny() -> TinyCohort:
+    return tiny_cohort()

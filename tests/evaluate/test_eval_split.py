@@ -1,0 +1,96 @@
+"""`tissuebert evaluate` on the tiny store: values checked against an independent computation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from tissuebert.cli.app import main
+from tissuebert.constants import CKPT, OUT
+from tissuebert.data.eval_set import build_eval_reads
+from tissuebert.data.tokens import TokenTables
+from tissuebert.evaluate import evaluate_split
+from tissuebert.store.sample import unpack_calls
+from tissuebert.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from tissuebert.train.infer import predict_logits
+
+import tinystore
+
+
+def _read_tsv(path):
+    lines = path.read_text().splitlines()
+    header = lines[0].split("\t")
+    return header, [line.split("\t") for line in lines[1:]]
+
+
+def test_evaluate_split_matches_independent_scoring(tiny, tmp_path):
+    out = tmp_path / "eval"
+    metrics = evaluate_split(tiny.checkpoint, tiny.store, "test", out)
+
+    # the same reads scored directly: accuracy and per-tissue recall must agree exactly
+    reads = build_eval_reads(tiny.store, "test", max_reads_per_sample=None, seed=0)
+    model = model_from_checkpoint(load_checkpoint(tiny.checkpoint))
+    preds = predict_logits(model, TokenTables(tiny.store.panel), reads.window_idx, reads.calls).argmax(axis=1)
+    assert metrics["n_reads"] == reads.n_reads == 3 * 600
+    assert metrics["accuracy"] == np.mean(preds == reads.labels)
+    # a balanced split: balanced accuracy equals accuracy
+    assert abs(metrics["balanced_accuracy"] - metrics["accuracy"]) < 1e-12
+
+    # the model learned the markers: far above chance (1/3) and close to the Bayes-optimal
+    # classifier on the same reads (each window tells its target tissue from the other two only)
+    oracle = tinystore.oracle_loglik(reads.window_idx, unpack_calls(reads.calls, 6)).argmax(axis=1)
+    oracle_acc = np.mean(oracle == reads.labels)
+    assert metrics["accuracy"] > 0.5
+    assert abs(metrics["accuracy"] - oracle_acc) < 0.05
+    # every pure test sample is called right from its summed read likelihoods
+    assert metrics["sample_accuracy"] == 1.0
+    assert [s["call"] for s in metrics["per_sample"]] == tinystore.TISSUES
+
+    on_disk = json.loads((out / OUT.METRICS).read_text())  # strict JSON (no NaN)
+    assert on_disk["macro_f1"] == metrics["macro_f1"]
+    header, rows = _read_tsv(out / OUT.PER_TISSUE)
+    assert header == ["tissue", "precision", "recall", "f1", "support"]
+    assert [r[0] for r in rows] == tinystore.TISSUES and all(r[4] == "600" for r in rows)
+    recall = np.array([float(r[2]) for r in rows])
+    np.testing.assert_allclose(recall, [np.mean(preds[reads.labels == t] == t) for t in range(3)], atol=1e-6)
+    _, conf = _read_tsv(out / OUT.CONFUSION_TSV)
+    conf = np.array([[float(v) for v in r[1:]] for r in conf])
+    np.testing.assert_allclose(conf.sum(axis=1), 1.0, atol=1e-5)  # rows normalised
+    np.testing.assert_allclose(np.diag(conf), recall, atol=1e-6)
+    assert "n_layers: 1" in (out / OUT.CONFIG).read_text()  # the checkpoint's resolved config
+    for name in (OUT.CONFUSION_PNG, OUT.RELIABILITY_PNG):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    _, samples = _read_tsv(out / OUT.PER_SAMPLE)
+    assert [r[4] for r in samples] == tinystore.TISSUES
+
+
+def test_evaluate_cli_outputs_overwrite_and_mismatch(tiny, tmp_path, capsys):
+    out = tmp_path / "eval"
+    args = ["evaluate", "--checkpoint", str(tiny.checkpoint), "--store", str(tiny.store.root), "--out", str(out),
+            "--max-reads-per-sample", "100"]
+    assert main(args) == 0
+    assert json.loads((out / OUT.METRICS).read_text())["n_reads"] == 300
+    assert "accuracy" in capsys.readouterr().out
+    assert main(args) == 2  # exists, no --force
+    assert "--force" in capsys.readouterr().err
+    assert main(args + ["--force"]) == 0
+
+    # a checkpoint trained on other tissues is refused with one line naming the difference
+    state = load_checkpoint(tiny.random_checkpoint)
+    state[CKPT.TISSUES] = ["Blood", "Liver", "Kidney"]
+    bad = tmp_path / "other.pt"
+    save_checkpoint(bad, state)
+    assert main(["evaluate", "--checkpoint", str(bad), "--store", str(tiny.store.root), "--out",
+                 str(tmp_path / "e2")]) == 2
+    err = capsys.readouterr().err
+    assert "Kidney" in err and "Traceback" not in err
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "missing.pt"), "--store", str(tiny.store.root),
+                 "--out", str(tmp_path / "e3")]) == 2
+
+
+def test_untrained_model_scores_at_chance(tiny, tmp_path):
+    torch.manual_seed(0)
+    metrics = evaluate_split(tiny.random_checkpoint, tiny.store, "test", tmp_path / "e", max_reads_per_sample=200)
+    assert metrics["accuracy"] < 0.45  # chance is 1/3; the trained model reaches ~0.59
