@@ -101,7 +101,10 @@ def _read_yaml(text: str, source: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", path=source) from None
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"not valid YAML{where}: {problem}", path=source) from None
     if not isinstance(data, dict):
         raise ConfigError("a config file must hold a mapping of sections (data, model, train, eval)", path=source)
     return data

@@ -24,7 +24,8 @@ def test_paper_preset_holds_the_design_defaults():
 
 def test_tiny_preset_is_small():
     cfg = load_config("tiny")
-    assert (cfg.model.n_layers, cfg.model.hidden, cfg.model.n_heads, cfg.model.ffn) == (2, 128, 4, 512)
+    assert (cfg.model.n_layers, cfg.model.hidden, cfg.model.n_heads, cfg.model.ffn) == (2, 64, 4, 256)
+    assert cfg.model.n_layers < load_config("paper").model.n_layers
 
 
 def test_every_field_has_a_description():

@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = app(args=args, prog_name="tissuebert", standalone_mode=False)
     except TissueBertError as exc:
-        typer.echo(f"tissuebert: error: {exc}", err=True)
+        # one line, whatever the message holds
+        message = " ".join(str(exc).split())
+        typer.echo(f"tissuebert: error: {message}", err=True)
         return EXIT_USER_ERROR
     except _click_exc.UsageError as exc:
         exc.show()

@@ -81,18 +81,13 @@ class TissueBERT(nn.Module):
         self.norm = nn.LayerNorm(hidden)
         self.head = nn.Sequential(nn.Linear(hidden, head_hidden), nn.GELU(), nn.Dropout(dropout),
                                   nn.Linear(head_hidden, n_tissues))
-        self.apply(self._init_weights)
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=0.02)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=0.02)
-            if module.padding_idx is not None:
-                with torch.no_grad():
-                    module.weight[module.padding_idx].zero_()
+    # Initialisation: PyTorch's defaults (embeddings N(0, 1), Linear layers uniform in
+    # +-1/sqrt(fan_in)), deliberately not BERT's N(0, 0.02). Every bit of tissue signal in a read
+    # is an interaction of sequence context and methylation (under tissue-balanced sampling
+    # neither alone says anything), and with 0.02-scale weights that interaction starts so small
+    # that training sits at chance for thousands of steps; with the defaults the same model
+    # leaves the plateau after ~1,000 steps on the demo cohort (docs/training.md).
 
     def forward(self, dna: torch.Tensor, meth: torch.Tensor) -> torch.Tensor:
         """dna, meth: (B, L) integer tokens -> (B, n_tissues) logits."""
