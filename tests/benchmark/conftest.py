@@ -36,7 +36,7 @@ class SimCohort:
 @pytest.fixture(scope="session")
 def sim(tmp_path_factory) -> SimCohort:
     root = tmp_path_factory.mktemp("sim")
-    cohort = simulate_cohort(root / "cohort", preset="demo", seed=3, tissue_names=SIM_TISSUES, regions=40,
+    cohort = simulate_cohort(root / "cohort", preset="small", seed=3, tissue_names=SIM_TISSUES, regions=40,
                              write_bam=False, samples_per_tissue=3, depth_min=15, depth_max=25,
                              donors=100000)  # many donors: no donor spans two splits (prepare refuses that)
     store_dir = prepare_store(cohort / "samples.tsv", cohort / "genome.fa", cohort / "regions.bed", root / "store",

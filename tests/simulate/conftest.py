@@ -14,5 +14,5 @@ TISSUES = ["Blood-T", "Blood-B", "Pancreas-Acinar", "Pancreas-Beta", "Neuron"]
 def small_cohort(tmp_path_factory):
     """5 tissues x 3 samples, 40 regions, depth 15-30, with BAMs (a few seconds)."""
     out = tmp_path_factory.mktemp("sim") / "cohort"
-    return simulate_cohort(out, preset="demo", seed=7, tissue_names=TISSUES, samples_per_tissue=3,
+    return simulate_cohort(out, preset="small", seed=7, tissue_names=TISSUES, samples_per_tissue=3,
                            regions=40, depth_min=15, depth_max=30)
