@@ -48,11 +48,6 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
 @contextlib.contextmanager
 def atomic_dir(path: str | Path, *, force: bool = False) -> Iterator[Path]:
     """Build a directory under a temporary name, then rename it into place.

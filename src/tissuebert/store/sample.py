@@ -49,9 +49,6 @@ class SampleReads:
     def n_reads(self) -> int:
         return int(self.window_idx.shape[0])
 
-    def reads_per_window(self) -> np.ndarray:
-        return np.diff(self.window_ptr)
-
 
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()

@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from tissuebert import __version__
 from tissuebert.atomic import atomic_write_text
@@ -18,8 +17,8 @@ from tissuebert.constants import (
     DNA_VOCAB, KMER, MANIFEST, METH_VOCAB, SPLITS, STORE, STORE_SCHEMA_VERSION, WINDOW_BP,
 )
 from tissuebert.errors import StoreError
-from tissuebert.store.panel import Panel, read_panel
-from tissuebert.store.sample import SampleReads, read_sample, sha256_file
+from tissuebert.store.panel import Panel
+from tissuebert.store.sample import SampleReads, read_sample
 
 
 @dataclass
@@ -151,25 +150,3 @@ class Store:
 
     def sample_bytes(self, split: str | None = None) -> int:
         return int(sum((self.root / s.file).stat().st_size for s in self.samples(split)))
-
-    def tissue_counts(self, split: str) -> np.ndarray:
-        counts = np.zeros(len(self.tissues), dtype=np.int64)
-        for rec in self.samples(split):
-            counts[rec.tissue_id] += 1
-        return counts
-
-
-def verify_sample_checksum(root: Path, rec: SampleRecord) -> None:
-    digest = sha256_file(root / rec.file)
-    if digest != rec.sha256:
-        raise StoreError(f"checksum mismatch for sample {rec.sample_id!r} (manifest {rec.sha256[:12]}..., file {digest[:12]}...)",
-                         path=root / rec.file, hint="the file changed after prepare; re-run prepare for this sample")
-
-
-def store_paths(root: str | Path) -> tuple[Path, Path, Path]:
-    root = Path(root)
-    return root / STORE.MANIFEST, root / STORE.PANEL, root / STORE.SAMPLES_DIR
-
-
-def read_store_panel(root: str | Path) -> Panel:
-    return read_panel(Path(root) / STORE.PANEL)
