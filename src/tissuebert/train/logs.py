@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import resource
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,8 @@ class RunLogger:
 
         # purge_step drops the events a killed run wrote after the checkpoint being resumed
         purge = None if resume_step is None else resume_step + 1
+        if purge is not None:
+            _wait_past_event_files(run_dir / RUN.TENSORBOARD)
         self.tb = SummaryWriter(str(run_dir / RUN.TENSORBOARD), purge_step=purge)
 
     def step(self, row: dict[str, Any]) -> None:
@@ -130,3 +133,20 @@ class RunLogger:
         for log in (self.epochs, self.per_tissue, self.steps):
             log.close()
         self.tb.close()
+
+
+def _wait_past_event_files(tb_dir: Path) -> None:
+    """Start the resumed run's event file in a later second than every existing one.
+
+    Readers order event files by name (``events.out.tfevents.<unix seconds>.<host>.<pid>``);
+    a run resumed within the same second as the killed one could sort first by pid, and the
+    purge it writes would then apply to the wrong file.
+    """
+    stamps = []
+    for f in tb_dir.glob("events.out.tfevents.*"):
+        parts = f.name.split(".")
+        if len(parts) > 3 and parts[3].isdigit():
+            stamps.append(int(parts[3]))
+    deadline = time.time() + 2.0  # a file stamped in the future (clock skew) must not hang the run
+    while stamps and int(time.time()) <= max(stamps) and time.time() < deadline:
+        time.sleep(0.05)
