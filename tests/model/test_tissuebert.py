@@ -117,3 +117,53 @@ def test_dropout_only_in_training(small_model):
         assert torch.equal(small_model(dna, meth), small_model(dna, meth))
         small_model.train()
         assert not torch.equal(small_model(dna, meth), small_model(dna, meth))
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_cpu_dropout_rate_scale_and_gradient(p):
+    """The 16-bit-draw dropout: drop rate p (to 1/65536), unbiased, gradient = the same mask x scale."""
+    from tissuebert.model.tissuebert import dropout, dropout_scale
+
+    torch.manual_seed(0)
+    x = torch.rand(400, 1000, dtype=torch.float64) + 0.5  # strictly positive: a zero output means dropped
+    x.requires_grad_(True)
+    y = dropout(x, p, training=True)
+    dropped = y == 0
+    n = dropped.numel()
+    sd = math.sqrt(p * (1 - p) / n)
+    assert abs(dropped.double().mean().item() - p) < 5 * sd
+    # every int16 lane of the 64-bit draws is used: the rate holds in each residue class mod 4
+    for lane in range(4):
+        lane_rate = dropped.reshape(-1)[lane::4].double().mean().item()
+        assert abs(lane_rate - p) < 5 * sd * 2
+    scale = 65536 / (65536 - round(p * 65536))
+    assert dropout_scale(p) == scale
+    assert torch.allclose(y[~dropped], x.detach()[~dropped] * scale)
+    assert abs(y.mean().item() / x.mean().item() - 1) < 0.01  # unbiased
+    y.backward(torch.ones_like(y))
+    assert torch.equal(x.grad == 0, dropped)
+    assert torch.allclose(x.grad[~dropped], torch.full_like(x.grad[~dropped], scale))
+    # eval mode and p = 0 are the identity; seeded draws repeat exactly
+    assert dropout(x, p, training=False) is x and dropout(x, 0.0, training=True) is x
+    torch.manual_seed(7)
+    a = dropout(x.detach(), p, training=True)
+    torch.manual_seed(7)
+    assert torch.equal(a, dropout(x.detach(), p, training=True))
+
+
+def test_training_step_gradients_match_reference_with_dropout_off(small_model):
+    """With dropout at 0 the optimised training path's gradients equal autograd through the reference."""
+    dna, meth = random_tokens(3, seed=5)
+    small_model.train()
+    for module in small_model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    for layer in small_model.layers:
+        layer.dropout = 0.0
+    small_model.zero_grad()
+    small_model(dna, meth).square().sum().backward()
+    state = {k: v.detach().clone().requires_grad_(True) for k, v in small_model.state_dict().items()}
+    ref = reference_forward(state, dna, meth, n_layers=len(small_model.layers), n_heads=small_model.layers[0].n_heads)
+    ref.square().sum().backward()
+    for name, param in small_model.named_parameters():
+        assert torch.allclose(param.grad, state[name].grad, atol=1e-5, rtol=1e-4), name

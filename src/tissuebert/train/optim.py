@@ -29,8 +29,10 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over :func:`decay_groups`; the fused kernel (one pass over all parameters) on CPU and CUDA."""
+    devices = {p.device.type for p in model.parameters()}
     return torch.optim.AdamW(decay_groups(model, cfg.weight_decay), lr=cfg.max_lr / cfg.div_factor,
-                             betas=tuple(cfg.betas), eps=cfg.eps)
+                             betas=tuple(cfg.betas), eps=cfg.eps, fused=devices <= {"cpu", "cuda"})
 
 
 def warmup_fraction(cfg: TrainConfig, total_steps: int) -> float:
