@@ -41,7 +41,7 @@ class ModelConfig(_Section):
     ffn: int = Field(2048, ge=8, description="Width of the feed-forward block inside each layer.")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on attention output, FFN output and the classification head.")
     head_hidden: int = Field(512, ge=1, description="Width of the hidden layer of the Linear-GELU-Dropout-Linear head.")
-    attention: Literal["auto", "sdpa", "math"] = Field("auto", description="Attention kernel: scaled_dot_product_attention ('sdpa'), explicit matmul-softmax-matmul ('math'), or 'auto' (SDPA on GPU, math on CPU, where it is faster).")
+    attention: Literal["auto", "sdpa", "math"] = Field("auto", description="Attention kernel: scaled_dot_product_attention ('sdpa'), explicit matmul-softmax-matmul ('math'), or 'auto' (SDPA on GPU and for CPU inference; math for CPU training, where it is faster with attention dropout).")
 
     @model_validator(mode="after")
     def _heads_divide(self) -> "ModelConfig":

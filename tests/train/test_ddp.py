@@ -42,7 +42,8 @@ def test_torchrun_two_ranks_on_cpu(marker_store, tmp_path):
     store = Store.open(marker_store)
     val = build_eval_reads(store, "val", max_reads_per_sample=cfg.data.val_reads_per_sample, seed=cfg.train.seed,
                            min_cpgs=cfg.data.min_cpgs)
-    logits = predict_logits(model_from_checkpoint(state), TokenTables(store.panel), val.window_idx, val.calls)
+    logits = predict_logits(model_from_checkpoint(state), TokenTables(store.panel), val.window_idx, val.calls,
+                            precision=cfg.train.precision)
     single = classification_metrics(logits, val.labels, len(store.tissues))
     reported = state[CKPT.VAL_METRICS]
     assert reported["n"] == single["n"] == 400

@@ -43,7 +43,7 @@ class ReadPool:
 
 
 def build_pool(state: dict[str, Any], store: Store, *, split: str = "test", truth_dir: Path | None = None,
-               device: str | None = None, batch_size: int | None = None) -> ReadPool:
+               device: str | None = None, batch_size: int | None = None, precision: str = "auto") -> ReadPool:
     """Pool and score every read of ``split`` (held-out samples only)."""
     if list(state[CKPT.TISSUES]) != list(store.tissues):
         from tissuebert.train.checkpoint import check_compatible
@@ -60,7 +60,8 @@ def build_pool(state: dict[str, Any], store: Store, *, split: str = "test", trut
     window_idx, packed, tissue_of = np.concatenate(windows), np.concatenate(calls), np.concatenate(tissue)
     rows = [np.flatnonzero(tissue_of == t) for t in range(len(store.tissues))]
     log.info("benchmark pool: %d reads of %d %s samples", len(tissue_of), len(windows), split)
-    _, loglik = score_reads(state, store.panel, window_idx, packed, device=device, batch_size=batch_size)
+    _, loglik = score_reads(state, store.panel, window_idx, packed, device=device, batch_size=batch_size,
+                            precision=precision)
     lik = scaled_likelihoods(loglik)
     post = lik / lik.sum(axis=1, keepdims=True)
     oracle = None

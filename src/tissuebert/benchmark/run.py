@@ -80,7 +80,7 @@ def run_benchmark(checkpoint: str | Path | dict, store: str | Path | Store, out:
                   methods: list[str] | None = None, truth_dir: str | Path | None = None,
                   background: list[str] | None = None, spike_levels=SPIKE_LEVELS, replicates: int = 10,
                   n_dirichlet: int = 100, depths=DEPTHS, spike_depth: float = 30.0, seed: int = 0,
-                  device: str | None = None, force: bool = False) -> dict[str, Any]:
+                  device: str | None = None, precision: str = "auto", force: bool = False) -> dict[str, Any]:
     """Build the mixtures, estimate each by every method, write benchmark.json, estimates.tsv,
     plots and report.html to ``out``; returns the benchmark.json content.
 
@@ -96,7 +96,8 @@ def run_benchmark(checkpoint: str | Path | dict, store: str | Path | Store, out:
     methods = list(methods or METHODS)
     if truth_dir is not None and ORACLE not in methods:
         methods.append(ORACLE)
-    pool = build_pool(state, store, truth_dir=truth_dir if ORACLE in methods else None, device=device)
+    pool = build_pool(state, store, truth_dir=truth_dir if ORACLE in methods else None, device=device,
+                      precision=precision)
     if ORACLE in methods and pool.oracle_lik is None:
         methods.remove(ORACLE)
     reference = build_references(store, "train")

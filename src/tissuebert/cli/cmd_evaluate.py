@@ -14,6 +14,7 @@ CheckpointOpt = Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpo
 StoreOpt = Annotated[Path, typer.Option("--store", help="Store directory built by `tissuebert prepare`.")]
 OutDirOpt = Annotated[Path, typer.Option("--out", "-o", help="Output directory (refused if it exists, unless --force).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when available), cpu, cuda or cuda:N.")]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="Inference precision: auto (bf16 where the device multiplies bf16 natively: CUDA, AMX / AVX512-BF16 CPUs; else fp32), fp32, bf16 or fp16.")]
 MaxReadsOpt = Annotated[Optional[int], typer.Option("--max-reads-per-sample", help="Score a fixed random subset of at most this many reads per sample (default: all).")]
 InputOpt = Annotated[Optional[Path], typer.Option("--input", "-i", help="Sample file: .pat.gz, BAM, bedMethyl, .cov or .beta.")]
 FormatOpt = Annotated[Optional[str], typer.Option("--format", help="Input format (pat, bismark, bwameth, mmml, bedmethyl, cov, beta); default from the file name.")]
@@ -37,6 +38,7 @@ def evaluate(
     max_reads_per_sample: MaxReadsOpt = None,
     truth: Annotated[Optional[Path], typer.Option("--truth", help="Simulated cohort folder (with truth/) for the oracle rows; default: found from the store's provenance.")] = None,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
     force: ForceOpt = False,
 ) -> None:
     """Per-read accuracy, balanced accuracy, macro F1, per-tissue P/R/F1, confusion matrix, calibration
@@ -47,7 +49,7 @@ def evaluate(
     from tissuebert.evaluate import evaluate_split
 
     m = evaluate_split(checkpoint, store, split, out, force=force, max_reads_per_sample=max_reads_per_sample,
-                       device=device, truth_dir=truth)
+                       device=device, precision=precision, truth_dir=truth)
     typer.echo(f"{split}: {m['n_reads']} reads of {m['n_samples']} samples; accuracy {m['accuracy']:.4f}, "
                f"balanced accuracy {m['balanced_accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}, "
                f"ECE {m['ece']:.4f}, sample calls {m['sample_accuracy']:.3f} correct -> {out}")
@@ -63,6 +65,7 @@ def calibrate(
     split: Annotated[str, typer.Option("--split", help="Split to fit the temperature on.")] = "val",
     max_reads_per_sample: MaxReadsOpt = None,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
     force: ForceOpt = False,
 ) -> None:
     """Fit temperature scaling on the validation split and save it with the checkpoint; predict and
@@ -73,7 +76,8 @@ def calibrate(
     from tissuebert.evaluate import calibrate_checkpoint
 
     r = calibrate_checkpoint(checkpoint, store, split=split, out=out, force=force,
-                             max_reads_per_sample=max_reads_per_sample, device=device)
+                             max_reads_per_sample=max_reads_per_sample, device=device,
+                             precision=precision)
     typer.echo(f"temperature {r['temperature']:.4f} ({r['n_reads']} {split} reads): NLL {r['nll_before']:.4f} -> "
                f"{r['nll_after']:.4f}, ECE {r['ece_before']:.4f} -> {r['ece_after']:.4f}; wrote {r['checkpoint']}")
 
@@ -94,6 +98,7 @@ def deconvolve(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
     posteriors: Annotated[bool, typer.Option("--posteriors/--no-posteriors", help="Also write per-read posteriors (posteriors.tsv.gz).")] = True,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
     force: ForceOpt = False,
 ) -> None:
     """Tissue proportions of one sample by maximum likelihood over the model's per-read likelihoods
@@ -109,7 +114,7 @@ def deconvolve(
     results = deconvolve_sample(out, checkpoint=checkpoint, methods=methods, input_path=input, fmt=fmt,
                                 cpg_index=cpg_index, reference=reference, store_root=store, sample_id=sample,
                                 atlas=atlas, n_boot=bootstrap, seed=seed, temperature=temperature,
-                                posteriors=posteriors, device=device, force=force)
+                                posteriors=posteriors, device=device, precision=precision, force=force)
     for res in results:
         order = res.proportions.argsort()[::-1][:5]
         top = ", ".join(f"{res.tissues[i]} {res.proportions[i]:.3f}" for i in order)
@@ -128,6 +133,7 @@ def predict(
     sample: SampleOpt = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", help="Override the checkpoint's calibrated temperature.")] = None,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
     force: ForceOpt = False,
 ) -> None:
     """Per-read tissue posteriors of one sample (identical reads collapsed, with their count) to a
@@ -141,7 +147,8 @@ def predict(
         raise TissueBertError("--sample needs --store")
     n_rows, n_reads = predict_sample(out, checkpoint=checkpoint, input_path=input, fmt=fmt, cpg_index=cpg_index,
                                      reference=reference, store_root=store, sample_id=sample,
-                                     temperature=temperature, device=device, force=force)
+                                     temperature=temperature, device=device, precision=precision,
+                                     force=force)
     typer.echo(f"{n_reads} reads ({n_rows} unique) -> {out}")
 
 
@@ -158,6 +165,7 @@ def benchmark(
     spike_depth: Annotated[float, typer.Option("--spike-depth", help="Depth of the spike-in series.")] = 30.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the mixture design and read draws.")] = 0,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
     force: ForceOpt = False,
 ) -> None:
     """In-silico mixtures of held-out test reads (spike-in series into blood, random sparse mixtures,
@@ -172,7 +180,7 @@ def benchmark(
     result = run_benchmark(checkpoint, store, out, methods=_split_methods(method, []) or None, truth_dir=truth,
                            background=background, replicates=replicates, n_dirichlet=n_dirichlet,
                            depths=tuple(depth) if depth else DEPTHS, spike_depth=spike_depth, seed=seed,
-                           device=device, force=force)
+                           device=device, precision=precision, force=force)
     key = f"{spike_depth:g}x"
     for name, res in result["methods"].items():
         stats = res["per_depth"].get(key) or next(iter(res["per_depth"].values()))

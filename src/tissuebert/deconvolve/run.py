@@ -137,7 +137,7 @@ def reference_proportions(reference: MarkerReference, panel: Panel, window_idx: 
 
 def score_reads(model_state: dict[str, Any], panel: Panel, window_idx: np.ndarray, calls: np.ndarray, *,
                 temperature: float | None = None, batch_size: int | None = None, device: str | None = None,
-                precision: str = "fp32", model=None) -> tuple[np.ndarray, np.ndarray]:
+                precision: str = "auto", model=None) -> tuple[np.ndarray, np.ndarray]:
     """Model logits (R, T) and log-likelihoods (R, T) (training prior divided out, temperature applied)."""
     check_compatible(model_state, tissues=list(model_state[CKPT.TISSUES]), panel_hash=panel.panel_hash(),
                      against="panel of the input")
@@ -158,7 +158,7 @@ def deconvolve_reads(model_state: dict[str, Any], window_idx: np.ndarray, calls:
                      counts: np.ndarray | None = None, *, panel: Panel, method: str = "em",
                      temperature: float | None = None, n_boot: int | None = None, ci_level: float | None = None,
                      seed: int = 0, batch_size: int | None = None, device: str | None = None,
-                     precision: str = "fp32") -> DeconvResult:
+                     precision: str = "auto") -> DeconvResult:
     """Proportions of one sample's reads by a model method (em, mean-posterior, argmax).
 
     ``panel`` is the panel the reads' window indices refer to (the store's, or the one rebuilt from

@@ -20,10 +20,12 @@ from tissuebert.deconvolve.run import (
     MODEL_METHODS, REFERENCE_METHODS, DeconvResult, proportions_from_loglik, reference_proportions, score_reads,
 )
 from tissuebert.errors import TissueBertError
+from tissuebert.evaluate.evaluate import resolve_device
 from tissuebert.progress import get_logger
 from tissuebert.store.panel import Panel
 from tissuebert.store.store import Store
 from tissuebert.train.checkpoint import checkpoint_config, load_checkpoint
+from tissuebert.train.infer import resolve_precision
 
 log = get_logger("deconvolve")
 
@@ -112,7 +114,8 @@ def deconvolve_sample(out: Path, *, checkpoint: Path | None, methods: list[str],
                       fmt: str | None = None, cpg_index: Path | None = None, reference: Path | None = None,
                       store_root: Path | None = None, sample_id: str | None = None, atlas: Path | None = None,
                       n_boot: int | None = None, seed: int = 0, temperature: float | None = None,
-                      posteriors: bool = True, device: str | None = None, force: bool = False) -> list[DeconvResult]:
+                      posteriors: bool = True, device: str | None = None, precision: str = "auto",
+                      force: bool = False) -> list[DeconvResult]:
     """Deconvolve one sample by each method in ``methods`` and write the outputs to ``out``."""
     unknown = [m for m in methods if m not in MODEL_METHODS + REFERENCE_METHODS]
     if unknown:
@@ -134,7 +137,7 @@ def deconvolve_sample(out: Path, *, checkpoint: Path | None, methods: list[str],
     loglik = None
     if need_model:
         _, loglik = score_reads(state, sample.panel, sample.window_idx, sample.calls, temperature=temperature,
-                                device=device)
+                                device=device, precision=precision)
     reference_atlas = None
     for method in methods:
         if method in MODEL_METHODS:
@@ -159,7 +162,8 @@ def deconvolve_sample(out: Path, *, checkpoint: Path | None, methods: list[str],
             write_posteriors(tmp / OUT.POSTERIORS, sample.panel, list(state[CKPT.TISSUES]), sample.window_idx,
                              loglik, sample.counts)
         info = {"input": str(input_path) if input_path else f"{store_root}:{sample_id}", "checkpoint": str(checkpoint),
-                "methods": methods, "n_boot": n_boot, "ci_level": ci_level, "seed": seed,
+                "methods": methods, "precision": resolve_precision(precision, resolve_device(device)) if need_model else None,
+                "n_boot": n_boot, "ci_level": ci_level, "seed": seed,
                 "n_reads": results[0].n_reads if results else 0}
         (tmp / OUT.RUN_INFO).write_text(json.dumps(info, indent=2) + "\n")
         if state is not None:
@@ -170,7 +174,7 @@ def deconvolve_sample(out: Path, *, checkpoint: Path | None, methods: list[str],
 def predict_sample(out: Path, *, checkpoint: Path, input_path: Path | None = None, fmt: str | None = None,
                    cpg_index: Path | None = None, reference: Path | None = None, store_root: Path | None = None,
                    sample_id: str | None = None, temperature: float | None = None, device: str | None = None,
-                   force: bool = False) -> tuple[int, int]:
+                   precision: str = "auto", force: bool = False) -> tuple[int, int]:
     """Write per-read posteriors of one sample to ``out`` (.tsv.gz); returns (rows, reads)."""
     check_output(out, force=force)
     state = load_checkpoint(checkpoint)
@@ -179,6 +183,6 @@ def predict_sample(out: Path, *, checkpoint: Path, input_path: Path | None = Non
     sample = load_sample(state=state, input_path=input_path, fmt=fmt, cpg_index=cpg_index, reference=reference,
                          store=store, sample_id=sample_id, min_cpgs=config.data.min_cpgs)
     _, loglik = score_reads(state, sample.panel, sample.window_idx, sample.calls, temperature=temperature,
-                            device=device)
+                            device=device, precision=precision)
     write_posteriors(out, sample.panel, list(state[CKPT.TISSUES]), sample.window_idx, loglik, sample.counts)
     return len(sample.counts), int(sample.counts.sum())

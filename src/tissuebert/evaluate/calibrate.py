@@ -25,7 +25,7 @@ def calibrated_path(checkpoint: str | Path) -> Path:
 def calibrate_checkpoint(checkpoint: str | Path, store: str | Path | Store, *, split: str = "val",
                          out: str | Path | None = None, force: bool = False,
                          max_reads_per_sample: int | None = None, seed: int = 0, device: str | None = None,
-                         batch_size: int | None = None) -> dict[str, Any]:
+                         batch_size: int | None = None, precision: str = "auto") -> dict[str, Any]:
     """Fit T on ``split`` and write the checkpoint with ``CKPT.TEMPERATURE`` set (to ``out``,
     default ``<name>.calibrated.pt``; overwriting needs ``force``). Returns NLL/ECE before and after.
 
@@ -37,7 +37,7 @@ def calibrate_checkpoint(checkpoint: str | Path, store: str | Path | Store, *, s
     store = store if isinstance(store, Store) else Store.open(store)
     config = checkpoint_config(state, checkpoint)
     scored = score_split(state, store, split, name=str(checkpoint), max_reads_per_sample=max_reads_per_sample,
-                         seed=seed, batch_size=batch_size, device=device)
+                         seed=seed, batch_size=batch_size, device=device, precision=precision)
     logits, targets = scored.logits, scored.reads.labels
     temperature = fit_temperature(logits, targets)
     bins = config.eval.ece_bins

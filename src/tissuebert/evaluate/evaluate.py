@@ -65,7 +65,7 @@ class ScoredSplit:
 
 def score_split(state: dict[str, Any], store: Store, split: str, *, name: str = "checkpoint",
                 max_reads_per_sample: int | None = None, seed: int = 0, batch_size: int | None = None,
-                device: str | None = None, precision: str = "fp32") -> ScoredSplit:
+                device: str | None = None, precision: str = "auto") -> ScoredSplit:
     """Logits of the checkpoint's model for every (or a fixed random subset of) read of ``split``."""
     check_compatible(state, tissues=store.tissues, panel_hash=store.panel_hash, path=name)
     config = checkpoint_config(state, name)
@@ -150,7 +150,7 @@ def split_metrics(scored: ScoredSplit, tissues: list[str], *, temperature: float
 def evaluate_split(checkpoint: str | Path | dict[str, Any], store: str | Path | Store, split: str,
                    out: str | Path, *, force: bool = False, max_reads_per_sample: int | None = None,
                    seed: int = 0, device: str | None = None, batch_size: int | None = None,
-                   precision: str = "fp32", truth_dir: str | Path | None = None) -> dict:
+                   precision: str = "auto", truth_dir: str | Path | None = None) -> dict:
     """Evaluate ``checkpoint`` on ``split`` of ``store`` and write DIR/{metrics.json, per_tissue.tsv,
     confusion.tsv, confusion.png, reliability.png, per_sample.tsv}. Returns the metrics dict.
 

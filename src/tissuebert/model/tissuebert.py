@@ -11,7 +11,8 @@ from torch import nn
 
 from tissuebert.constants import DNA_PAD, DNA_VOCAB, METH_VOCAB, N_TOKENS
 
-# "auto": SDPA on GPU (flash / memory-efficient kernels), explicit math on CPU
+# "auto": SDPA on GPU (flash / memory-efficient kernels) and for CPU inference, explicit math for
+# CPU training
 ATTENTION_IMPLS = ("auto", "sdpa", "math")
 
 _RNG_LANES = 4  # 16-bit random draws per int64
@@ -100,11 +101,12 @@ class EncoderLayer(nn.Module):
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
         p_drop = self.dropout if self.training else 0.0
-        use_sdpa = self.attention == "sdpa" or (self.attention == "auto" and q.device.type != "cpu")
+        # "auto": SDPA on GPU, and on CPU without attention dropout (inference: its fused CPU
+        # kernel is 1.2-1.4x the explicit path); explicit math for CPU training, where SDPA's
+        # kernel with dropout is ~3x slower under bf16 autocast (benchmarks/bench_model.py).
+        use_sdpa = self.attention == "sdpa" or (self.attention == "auto" and (q.device.type != "cpu" or p_drop == 0.0))
         if use_sdpa:
             return F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=p_drop)
-        # Explicit matmul-softmax-matmul: on CPU it is ~3x faster than SDPA's kernel under bf16
-        # autocast and ~1.3x with attention dropout (benchmarks/bench_model.py), same math.
         # the 1/sqrt(d) scale on q (B, H, L, Dh) rather than on the scores (B, H, L, L): fewer elements
         scores = (q * (q.shape[-1] ** -0.5)) @ k.transpose(-2, -1)  # (B, H, L, L)
         if keep is not None:
