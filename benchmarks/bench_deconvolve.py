@@ -2,9 +2,9 @@
 
 Three parts, each mode in its own process so that its peak RSS is its own:
 
-1. Unique-pattern fraction, full size: a 10,376-window panel (simulate preset `small`, 6,000
-   regions) and a cfDNA-like mixture of all 22 tissues at 30x, 100x and 500x (100x: ~1.5 M
-   fragments, ~1.7 M window-reads). Each file is read with identical (window, calls) rows
+1. Unique-pattern fraction, full size: a ~7,100-window panel (simulate preset `small`, 4,100
+   regions) and a cfDNA-like mixture of all 22 tissues at 30x, 100x and 500x (100x: ~1.0 M
+   fragments, ~1.2 M window-reads). Each file is read with identical (window, calls) rows
    collapsed: rows, unique rows, reading reads/s, peak RSS.
 2. End to end with the paper model (19.3 M parameters, untrained: speed does not depend on the
    weights) on a 100x mixture of a panel cut to --e2e-regions regions, in three modes:
@@ -13,9 +13,9 @@ Three parts, each mode in its own process so that its peak RSS is its own:
    both at the default inference settings (precision auto, cache-sized CPU chunks, SDPA), and
    the rate of the inference path as it was before those settings (fp32, batches of 256,
    explicit attention) on --baseline-rows rows.
-3. The full 100x sample of part 1, projected from the measured parts: reading time (part 1)
+3. Each full sample of part 1, projected from the measured parts: reading time (part 1)
    + rows / scoring rate (part 2) + EM time scaled by rows (part 2). On this 2-core CPU the
-   per-read paper-model run of 1.7 M rows would take hours, so it is projected, not run.
+   per-read paper-model run of 1.2 M rows would take hours, so it is projected, not run.
 
     .venv/bin/python benchmarks/bench_deconvolve.py [--e2e-regions 24] [--threads 2]
 """
@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 DEPTHS = (30, 100, 500)
-PANEL_REGIONS = 6000
+PANEL_REGIONS = 4100  # ~7,100 windows: the 100x mixture has ~1.0 M fragments
 # a panel-only cohort: one shallow sample per tissue (the mixtures draw from the truth, not from samples)
 COHORT = dict(preset="small", write_bam=False, depth_min=1.0, depth_max=1.0, samples_per_tissue=1.0,
               min_samples_per_tissue=1, split_fractions=(1.0, 0.0, 0.0))
@@ -91,6 +91,7 @@ def mode_score(args: argparse.Namespace) -> dict:
     import numpy as np
 
     from tissuebert.deconvolve import proportions_from_loglik, score_reads
+    from tissuebert.evaluate.evaluate import resolve_device
     from tissuebert.prepare import read_sample_windows
     from tissuebert.train import infer
 
@@ -98,23 +99,29 @@ def mode_score(args: argparse.Namespace) -> dict:
     panel = _panel(cohort)
     tissues = json.loads((cohort / "simulate.json").read_text())["tissues"]
     model, state = _paper_state(panel, tissues)
+    if args.mode == "baseline":  # the path before this work: fp32, batches of 256, explicit attention
+        infer.CPU_CHUNK_ELEMENTS = 1 << 62
+        for layer in model.layers:
+            layer.attention = "math"
+    # warm-up outside the timing (oneDNN builds its kernels on the first calls), the same in every mode
+    warm = read_sample_windows(args.mix, "pat", panel, collapse=True)
+    score_reads(state, panel, warm.window_idx[:64], warm.calls[:64], device=args.device, model=model, batch_size=256,
+                precision="fp32" if args.mode == "baseline" else "auto")
     t0 = time.perf_counter()
     reads = read_sample_windows(args.mix, "pat", panel, collapse=args.mode == "dedup")
     t1 = time.perf_counter()
     window_idx, calls = reads.window_idx, reads.calls
     precision = "auto"
-    if args.mode == "baseline":  # the path before this work: fp32, batches of 256, explicit attention
+    if args.mode == "baseline":
         window_idx, calls = window_idx[: args.baseline_rows], calls[: args.baseline_rows]
         precision = "fp32"
-        infer.CPU_CHUNK_ELEMENTS = 1 << 62
-        for layer in model.layers:
-            layer.attention = "math"
-    _, loglik = score_reads(state, panel, window_idx, calls, device="cpu", precision=precision, model=model,
+    _, loglik = score_reads(state, panel, window_idx, calls, device=args.device, precision=precision, model=model,
                             batch_size=256)
     t2 = time.perf_counter()
     out = {"mode": args.mode, "rows_scored": int(window_idx.shape[0]), "reads": int(reads.counts.sum()),
            "read_s": t1 - t0, "score_s": t2 - t1, "score_rows_s": window_idx.shape[0] / (t2 - t1),
-           "precision": infer.resolve_precision(precision, "cpu")}
+           "precision": infer.resolve_precision(precision, resolve_device(args.device)),
+           "device": str(resolve_device(args.device))}
     if args.mode != "baseline":
         res = proportions_from_loglik(loglik, reads.counts, tissues, method="em", n_boot=0)
         t3 = time.perf_counter()
@@ -126,7 +133,7 @@ def mode_score(args: argparse.Namespace) -> dict:
 
 def _child(mode: str, cohort: Path, mix: Path, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--mode", mode, "--cohort", str(cohort), "--mix", str(mix),
-           "--threads", str(args.threads), "--baseline-rows", str(args.baseline_rows)]
+           "--threads", str(args.threads), "--baseline-rows", str(args.baseline_rows), "--device", args.device]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
@@ -139,6 +146,7 @@ def main() -> None:
     parser.add_argument("--e2e-regions", type=int, default=24, help="regions of the end-to-end panel (part 2)")
     parser.add_argument("--baseline-rows", type=int, default=768, help="rows scored by the old inference path")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None)
     parser.add_argument("--mode", choices=["read", "per-read", "dedup", "baseline"], help=argparse.SUPPRESS)
@@ -176,7 +184,7 @@ def main() -> None:
                 print(f"  old inference path (fp32, batch 256, explicit attention): {r['score_rows_s']:.1f} rows/s "
                       f"on {r['rows_scored']} rows")
                 continue
-            print(f"  {mode:>8}: {r['reads']} window-reads, {r['rows_scored']} scored ({r['precision']}); read "
+            print(f"  {mode:>8}: {r['reads']} window-reads, {r['rows_scored']} scored ({r['device']}, {r['precision']}); read "
                   f"{r['read_s']:.2f} s, score {r['score_s']:.1f} s ({r['score_rows_s']:.1f} rows/s), EM "
                   f"{r['em_s']:.2f} s; {r['reads_per_s']:.1f} reads/s; peak RSS {r['peak_rss_mb']:.0f} MB")
     per, ded, base = (results["e2e"][m] for m in ("per-read", "dedup", "baseline"))
