@@ -12,6 +12,7 @@ Two ceilings are printed: the 4096^3 matmul rate, and the rate of the encoder's 
 what a step made of nothing but its matrix products would reach.
 
 Usage: python benchmarks/bench_model.py [--preset paper] [--batch 32] [--steps 6] [--json OUT]
+       python benchmarks/bench_model.py --sweep 16,32,64,128 --steps 3
 """
 
 from __future__ import annotations
@@ -148,7 +149,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--sweep", default=None, help="comma-separated batch sizes: time only TissueBERT's bf16 "
+                        "training step at each (micro-batch size on CPU)")
     args = parser.parse_args(argv)
+    if args.sweep:
+        cfg = load_config(args.preset).model
+        torch.manual_seed(0)
+        model = build_model(cfg, 22)
+        rates = {int(b): time_model(model, int(b), args.steps, "bf16", train=True) for b in args.sweep.split(",")}
+        for batch, rate in rates.items():
+            print(f"bf16 tissuebert train, batch {batch:4d}: {rate:6.1f} samples/s")
+        return {"sweep": rates}
     torch.manual_seed(0)
     cfg = load_config(args.preset).model
     peak = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
