@@ -7,7 +7,8 @@ FLOPs per training sample (forward + backward) = 6 * N * S + 12 * L * S^2 * d, w
 non-embedding parameters, S = 148 tokens, L layers, d hidden; inference = a third of that.
 Every model trains with the same optimiser (fused AdamW, what `tissuebert train` uses).
 
-Two ceilings are printed: the 4096^3 matmul rate, and the rate of the encoder's own Linear GEMMs
+Two ceilings are printed: the 4096^3 matmul rate (8192^3 on a GPU; --device, default CUDA when
+available, where --batch defaults to the design's 128), and the rate of the encoder's own Linear GEMMs
 (forward, grad-input and grad-weight at M = batch x 148 rows) with nothing else in between, i.e.
 what a step made of nothing but its matrix products would reach.
 
@@ -29,14 +30,25 @@ from tissuebert.constants import DNA_VOCAB, METH_VOCAB, N_TOKENS
 from tissuebert.model import build_model
 
 
+DEVICE = torch.device("cpu")  # set by main(): --device
+
+
+def _sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 def matmul_gflops(dtype: torch.dtype, n: int = 4096, reps: int = 3) -> float:
-    a = torch.randn(n, n, dtype=dtype)
-    b = torch.randn(n, n, dtype=dtype)
+    n = n if DEVICE.type == "cpu" else 2 * n  # a GPU needs a bigger product to reach its peak
+    a = torch.randn(n, n, dtype=dtype, device=DEVICE)
+    b = torch.randn(n, n, dtype=dtype, device=DEVICE)
     a @ b  # warm-up
+    _sync()
     best = float("inf")
     for _ in range(reps):
         t0 = time.perf_counter()
         a @ b
+        _sync()
         best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best / 1e9
 
@@ -47,7 +59,7 @@ def layer_gemm_gflops(cfg, batch: int, dtype: torch.dtype, reps: int = 3) -> flo
     shapes = [(cfg.hidden, 3 * cfg.hidden), (cfg.hidden, cfg.hidden), (cfg.hidden, cfg.ffn), (cfg.ffn, cfg.hidden)]
     mats = []
     for k, n in shapes:
-        x, w, g = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype), torch.randn(m, n, dtype=dtype)
+        x, w, g = (torch.randn(shape, dtype=dtype, device=DEVICE) for shape in ((m, k), (k, n), (m, n)))
         mats.append((x, w, g))
 
     def once() -> None:
@@ -57,10 +69,12 @@ def layer_gemm_gflops(cfg, batch: int, dtype: torch.dtype, reps: int = 3) -> flo
             x.T @ g  # grad of the weight
 
     once()
+    _sync()
     best = float("inf")
     for _ in range(reps):
         t0 = time.perf_counter()
         once()
+        _sync()
         best = min(best, time.perf_counter() - t0)
     flop = sum(3 * 2 * m * k * n for k, n in shapes)
     return flop / best / 1e9
@@ -119,12 +133,13 @@ def _owner(model: nn.Module, pname: str) -> nn.Module:
 
 def time_model(model: nn.Module, batch: int, steps: int, precision: str, train: bool) -> float:
     """Median samples/s over ``steps`` timed steps after 2 warm-up steps."""
-    dna = torch.randint(2, DNA_VOCAB, (batch, N_TOKENS))
-    meth = torch.randint(0, 3, (batch, N_TOKENS))
-    target = torch.randint(0, 22, (batch,))
+    dna = torch.randint(2, DNA_VOCAB, (batch, N_TOKENS), device=DEVICE)
+    meth = torch.randint(0, 3, (batch, N_TOKENS), device=DEVICE)
+    target = torch.randint(0, 22, (batch,), device=DEVICE)
+    model.to(DEVICE)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     model.train(train)
-    ctx = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else torch.autocast("cpu", enabled=False))
+    ctx = torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     times = []
     for i in range(steps + 2):
         t0 = time.perf_counter()
@@ -137,6 +152,7 @@ def time_model(model: nn.Module, batch: int, steps: int, precision: str, train: 
         else:
             with torch.no_grad(), ctx:
                 model(dna, meth)
+        _sync()
         if i >= 2:
             times.append(time.perf_counter() - t0)
     times.sort()
@@ -146,12 +162,16 @@ def time_model(model: nn.Module, batch: int, steps: int, precision: str, train: 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="paper")
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=None, help="default 32 on CPU, 128 (the design's) on GPU")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--json", default=None)
     parser.add_argument("--sweep", default=None, help="comma-separated batch sizes: time only TissueBERT's bf16 "
                         "training step at each (micro-batch size on CPU)")
     args = parser.parse_args(argv)
+    global DEVICE
+    DEVICE = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    args.batch = args.batch or (32 if DEVICE.type == "cpu" else 128)
     if args.sweep:
         cfg = load_config(args.preset).model
         torch.manual_seed(0)
@@ -163,15 +183,18 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     cfg = load_config(args.preset).model
     peak = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
-    print(f"threads={torch.get_num_threads()}  matmul 4096^3: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
+    where = (f"threads={torch.get_num_threads()}" if DEVICE.type == "cpu"
+             else f"{torch.cuda.get_device_name(DEVICE)} (TF32 {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'})")
+    size = 4096 if DEVICE.type == "cpu" else 8192
+    print(f"{where}  matmul {size}^3: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
     gemm = {"fp32": layer_gemm_gflops(cfg, args.batch, torch.float32),
             "bf16": layer_gemm_gflops(cfg, args.batch, torch.bfloat16)}
     print(f"encoder-layer GEMMs alone at batch {args.batch} (M = {args.batch * N_TOKENS}): fp32 {gemm['fp32']:.0f} "
-          f"GFLOP/s ({100 * gemm['fp32'] / peak['fp32']:.0f}% of 4096^3), bf16 {gemm['bf16']:.0f} GFLOP/s "
+          f"GFLOP/s ({100 * gemm['fp32'] / peak['fp32']:.0f}% of {size}^3), bf16 {gemm['bf16']:.0f} GFLOP/s "
           f"({100 * gemm['bf16'] / peak['bf16']:.0f}%)")
     models = {"tissuebert": lambda: build_model(cfg, 22), "hf_bert": lambda: HFBert(cfg, 22),
               "nn_transformer": lambda: TorchEncoder(cfg, 22)}
-    results: dict = {"peak_gflops": peak, "layer_gemm_gflops": gemm, "batch": args.batch, "preset": args.preset, "rows": []}
+    results: dict = {"device": str(DEVICE), "peak_gflops": peak, "layer_gemm_gflops": gemm, "batch": args.batch, "preset": args.preset, "rows": []}
     ref = build_model(cfg, 22)
     n_params = non_embedding_params(ref)
     s, d, n_layers = N_TOKENS, cfg.hidden, cfg.n_layers
