@@ -84,7 +84,7 @@ def test_every_window_its_own_cluster(tiny, tmp_path, bam_mode, monkeypatch):
 
 
 def test_bam_and_pat_of_the_same_reads_give_the_same_store(tiny, tmp_path):
-    bam = write_bam(tmp_path / "s.bam", _bisulfite_reads("bismark"))
+    write_bam(tmp_path / "s.bam", _bisulfite_reads("bismark"))
     # the same fragments as .pat lines (CpG indices 1001..1005; the pair merged, its conflict '.')
     (tmp_path / "s.pat").write_text("chr1\t1001\tCTC\t1\nchr1\t1001\tTC.\t1\nchr1\t1004\tT\t1\n")
     sheet = tmp_path / "two.tsv"

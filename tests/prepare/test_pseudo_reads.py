@@ -34,7 +34,7 @@ def _write(tmp_path, fmt):
         for c, t in TOTAL.items():
             m = METH[c]
             if c == 130:
-                lines += [f"chr1\t131\t131\t100\t1\t0", f"chr1\t132\t132\t50\t1\t0"]
+                lines += ["chr1\t131\t131\t100\t1\t0", "chr1\t132\t132\t50\t1\t0"]
             else:
                 lines.append(f"chr1\t{c + 1}\t{c + 1}\t{100 * m / t:.1f}\t{m}\t{t - m}")
         path = tmp_path / "s.cov"

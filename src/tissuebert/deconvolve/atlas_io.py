@@ -11,15 +11,15 @@
 from __future__ import annotations
 
 import csv
-import gzip
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tissuebert.constants import METH_M, METH_NONE, METH_U, PAT_METHYLATED, PAT_UNMETHYLATED
+from tissuebert.constants import METH_M, METH_NONE
 from tissuebert.deconvolve.baselines import UXM_MIN_CPGS, UXM_U_THRESHOLD, MarkerCounts
 from tissuebert.errors import InputFormatError, require_file
+from tissuebert.io.pat import iter_pat, pattern_matrix
 
 UXM_FIXED_COLUMNS = ("chr", "start", "end", "startCpG", "endCpG", "target", "name", "direction")
 
@@ -112,36 +112,14 @@ class PatReads:
     counts: np.ndarray  # (R,) int64 multiplicity
 
 
-_PAT_CODE = np.full(256, 255, dtype=np.uint8)
-_PAT_CODE[ord(PAT_METHYLATED)] = METH_M
-_PAT_CODE[ord(PAT_UNMETHYLATED)] = METH_U
-_PAT_CODE[ord(".")] = METH_NONE
-
-
 def read_pat(path: str | Path) -> PatReads:
-    """All reads of a (bgzipped) .pat file."""
-    path = require_file(path, ".pat file")
-    opener = gzip.open if path.suffix == ".gz" else open
+    """All reads of a (bgzipped) .pat file, validated line by line by :func:`tissuebert.io.pat.iter_pat`."""
     starts, patterns, counts = [], [], []
-    with opener(path, "rt") as fh:
-        for line, text in enumerate(fh, start=1):
-            fields = text.split("\t")
-            if len(fields) < 4:
-                raise InputFormatError(f"expected 4 tab-separated fields, got {len(fields)}", path=path, line=line)
-            try:
-                starts.append(int(fields[1]))
-                counts.append(int(fields[3]))
-            except ValueError:
-                raise InputFormatError("CpG index and count must be integers", path=path, line=line) from None
-            patterns.append(fields[2])
-    lengths = np.array([len(p) for p in patterns], dtype=np.int64)
-    width = int(lengths.max()) if len(lengths) else 1
-    raw = np.frombuffer("".join(p.ljust(width, ".") for p in patterns).encode("ascii"), dtype=np.uint8)
-    codes = _PAT_CODE[raw].reshape(len(patterns), width)
-    if np.any(codes == 255):
-        bad = int(np.flatnonzero((codes == 255).any(axis=1))[0])
-        raise InputFormatError(f"pattern {patterns[bad]!r} holds a character other than C, T or '.'",
-                               path=path, line=bad + 1)
+    for _, start, pattern, count, _ in iter_pat(path):
+        starts.append(start)
+        patterns.append(pattern)
+        counts.append(count)
+    codes, lengths = pattern_matrix(patterns)
     return PatReads(np.asarray(starts, np.int64), codes, lengths, np.asarray(counts, np.int64))
 
 

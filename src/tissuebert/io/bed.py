@@ -29,6 +29,15 @@ def open_text(path: str | Path):
     return open(path, "rt")
 
 
+def tabix_index(path: str | Path) -> Path | None:
+    """The ``.csi`` or ``.tbi`` tabix index beside a bgzipped file, if there is one."""
+    for suffix in (".csi", ".tbi"):
+        cand = Path(f"{path}{suffix}")
+        if cand.is_file():
+            return cand
+    return None
+
+
 def read_regions(path: str | Path, reference: Reference) -> list[Region]:
     """Read a BED (chrom, start, end[, name, ...]); every region must lie inside its chromosome.
 

@@ -10,16 +10,8 @@ import numpy as np
 import pysam
 
 from tissuebert.errors import InputFormatError, require_file
-from tissuebert.io.bed import open_text
+from tissuebert.io.bed import open_text, tabix_index
 from tissuebert.io.fasta import naming_hint
-
-
-def _tabix_index(path: Path) -> Path | None:
-    for suffix in (".csi", ".tbi"):
-        cand = Path(str(path) + suffix)
-        if cand.is_file():
-            return cand
-    return None
 
 
 def _parse(cols: list[str], path: Path, line: int | None) -> tuple[int, int]:
@@ -44,7 +36,7 @@ def load_cpg_index(path: str | Path, ranges: dict[str, list[tuple[int, int]]]) -
     """
     path = require_file(path, "CpG index")
     found: dict[str, tuple[list[int], list[int]]] = {c: ([], []) for c in ranges}
-    index = _tabix_index(path)
+    index = tabix_index(path)
     if index is not None:
         with pysam.TabixFile(str(path), index=str(index)) as tbx:
             contigs = set(tbx.contigs)
@@ -86,7 +78,7 @@ def load_cpg_index(path: str | Path, ranges: dict[str, list[tuple[int, int]]]) -
 def find_line(path: str | Path, chrom: str, loc: int) -> int | None:
     """1-based line of the entry ``chrom loc`` (for error messages; None with a tabix index or if absent)."""
     path = Path(path)
-    if _tabix_index(path) is not None:
+    if tabix_index(path) is not None:
         return None
     prefix = f"{chrom}\t{loc}\t"
     with open_text(path) as fh:

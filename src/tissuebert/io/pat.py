@@ -16,7 +16,7 @@ import pysam
 
 from tissuebert.constants import METH_M, METH_NONE, METH_U, PAT_METHYLATED, PAT_UNKNOWN, PAT_UNMETHYLATED
 from tissuebert.errors import InputFormatError, require_file
-from tissuebert.io.bed import open_text
+from tissuebert.io.bed import open_text, tabix_index
 
 # A read is fetched by the index of its first CpG, so reads starting before a range are found by
 # fetching this many CpGs earlier (wgbs_tools uses a similar look-back). Longer reads need streaming.
@@ -37,6 +37,14 @@ def pattern_codes(pattern: str, *, path: Path | str | None = None, line: int | N
     if codes.size == 0 or np.any(codes == 255):
         raise InputFormatError(f"bad .pat pattern {pattern[:40]!r}: only C, T and . are allowed", path=path, line=line)
     return codes
+
+
+def pattern_matrix(patterns: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Validated patterns -> ((R, longest) uint8 codes padded with METH_NONE, (R,) int64 lengths), vectorised."""
+    lengths = np.fromiter((len(p) for p in patterns), dtype=np.int64, count=len(patterns))
+    width = int(lengths.max()) if len(patterns) else 1
+    raw = np.frombuffer("".join(p.ljust(width, PAT_UNKNOWN) for p in patterns).encode("ascii"), dtype=np.uint8)
+    return _CODE[raw].reshape(len(patterns), width), lengths
 
 
 def codes_pattern(codes: np.ndarray) -> str:
@@ -62,14 +70,6 @@ def _parse(line: str, path: Path, line_no: int | None) -> PatLine:
     return cols[0], start, pattern, count, line_no
 
 
-def pat_index(path: Path) -> Path | None:
-    for suffix in (".csi", ".tbi"):
-        cand = Path(str(path) + suffix)
-        if cand.is_file():
-            return cand
-    return None
-
-
 def iter_pat(path: str | Path) -> Iterator[PatLine]:
     """Every line of a .pat file, streamed, validated, with its 1-based line number."""
     path = require_file(path, ".pat file")
@@ -85,7 +85,7 @@ def iter_pat(path: str | Path) -> Iterator[PatLine]:
 def open_indexed_pat(path: str | Path) -> pysam.TabixFile:
     """Open a bgzipped .pat through its tabix index (.csi or .tbi)."""
     path = Path(path)
-    index = pat_index(path)
+    index = tabix_index(path)
     if index is None:
         raise InputFormatError("no tabix index (.csi/.tbi) beside the .pat.gz", path=path,
                                hint="index it with `tabix -C -b 2 -e 2 -m 12 FILE` or let tissuebert stream it")

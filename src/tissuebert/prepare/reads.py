@@ -11,6 +11,7 @@ import numpy as np
 from tissuebert.constants import INPUT_FORMATS
 from tissuebert.errors import InputFormatError, TissueBertError, require_file
 from tissuebert.io import pat as pat_io
+from tissuebert.io.bed import tabix_index
 from tissuebert.io.fasta import naming_hint
 from tissuebert.prepare.project import PanelIndex, Projector, WindowReads
 from tissuebert.progress import get_logger
@@ -101,7 +102,7 @@ def _fetch_chrom(tbx, path: Path, chrom: str, index: PanelIndex, proj: Projector
 
 def _read_pat(path: Path, index: PanelIndex, proj: Projector, stream: bool | None) -> dict:
     if stream is None:  # a small file is read faster in one pass than by index look-ups
-        use_tabix = pat_io.pat_index(path) is not None and path.stat().st_size > PAT_STREAM_BYTES
+        use_tabix = tabix_index(path) is not None and path.stat().st_size > PAT_STREAM_BYTES
     else:
         use_tabix = not stream
     if use_tabix:
