@@ -115,10 +115,10 @@ class EncoderLayer(nn.Module):
         if keep is not None:
             scores = scores.masked_fill(~keep, float("-inf"))
         probs = scores.softmax(-1)
-        if p_drop == 0.0 or q.device.type != "cpu":
-            return F.dropout(probs, p_drop, training=p_drop > 0).to(v.dtype) @ v
-        # CPU: zero the dropped probabilities, rescale the (B, H, L, Dh) output, not the (B, H, L, L) matrix
-        return (_Dropout16.apply(probs, p_drop, False).to(v.dtype) @ v) * dropout_scale(p_drop)
+        if q.device.type == "cpu" and p_drop > 0.0:
+            # zero the dropped probabilities, rescale the (B, H, L, Dh) output, not the (B, H, L, L) matrix
+            return (_Dropout16.apply(probs, p_drop, False).to(v.dtype) @ v) * dropout_scale(p_drop)
+        return dropout(probs, p_drop, self.training).to(v.dtype) @ v
 
 
 class TissueBERT(nn.Module):

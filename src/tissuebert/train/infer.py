@@ -78,8 +78,9 @@ def predict_logits(model: TissueBERT, tables: TokenTables, window_idx: np.ndarra
     for start in range(0, n_reads, batch_size):
         stop = min(start + batch_size, n_reads)
         dna, meth = tables.batch(window_idx[start:stop], calls[start:stop])
-        dna_t = torch.from_numpy(dna.astype(np.int64)).to(device)
-        meth_t = torch.from_numpy(meth.astype(np.int64)).to(device)
+        # tokens cross to the device as uint8 and are widened there
+        dna_t = torch.from_numpy(dna).to(device).long()
+        meth_t = torch.from_numpy(meth).to(device).long()
         with autocast_context(device, precision):
             logits = model(dna_t, meth_t)
         out[start:stop] = logits.float().cpu().numpy()
