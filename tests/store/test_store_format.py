@@ -56,20 +56,21 @@ def test_validate_accepts_a_prepared_store(store):
     assert manifest.tissues == ["liver"] and panel.n_windows == 3 and manifest.samples[0].n_reads == 7
 
 
-def test_validate_names_a_wrong_read_count(store):
+def _edit_first_sample(store, **fields) -> None:
     path = store / STORE.MANIFEST
     data = json.loads(path.read_text())
-    data["samples"][0]["n_reads"] = 8
+    data["samples"][0].update(fields)
     path.write_text(json.dumps(data))
+
+
+def test_validate_names_a_wrong_read_count(store):
+    _edit_first_sample(store, n_reads=8)
     with pytest.raises(StoreError, match="holds 7 reads, manifest says 8"):
         validate_store(store, verify_checksums=False)
 
 
 def test_validate_names_a_tissue_id_out_of_range(store):
-    path = store / STORE.MANIFEST
-    data = json.loads(path.read_text())
-    data["samples"][0]["tissue_id"] = 3
-    path.write_text(json.dumps(data))
+    _edit_first_sample(store, tissue_id=3)
     with pytest.raises(StoreError, match="tissue 'liver' / id 3 do not match the tissue list"):
         validate_store(store, verify_checksums=False)
 
