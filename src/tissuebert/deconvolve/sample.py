@@ -136,6 +136,7 @@ def deconvolve_sample(out: Path, *, checkpoint: Path | None, methods: list[str],
         log.info("%s: %d reads (%d unique rows)", sample.source, int(sample.counts.sum()), len(sample.counts))
     loglik = None
     if need_model:
+        precision = resolve_precision(precision, resolve_device(device))  # resolved once, recorded in run.json
         _, loglik = score_reads(state, sample.panel, sample.window_idx, sample.calls, temperature=temperature,
                                 device=device, precision=precision)
     reference_atlas = None
@@ -162,7 +163,7 @@ def deconvolve_sample(out: Path, *, checkpoint: Path | None, methods: list[str],
             write_posteriors(tmp / OUT.POSTERIORS, sample.panel, list(state[CKPT.TISSUES]), sample.window_idx,
                              loglik, sample.counts)
         info = {"input": str(input_path) if input_path else f"{store_root}:{sample_id}", "checkpoint": str(checkpoint),
-                "methods": methods, "precision": resolve_precision(precision, resolve_device(device)) if need_model else None,
+                "methods": methods, "precision": precision if need_model else None,
                 "n_boot": n_boot, "ci_level": ci_level, "seed": seed,
                 "n_reads": results[0].n_reads if results else 0}
         (tmp / OUT.RUN_INFO).write_text(json.dumps(info, indent=2) + "\n")
