@@ -41,6 +41,9 @@ class ModelConfig(_Section):
     ffn: int = Field(2048, ge=8, description="Width of the feed-forward block inside each layer.")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on attention output, FFN output and the classification head.")
     head_hidden: int = Field(512, ge=1, description="Width of the hidden layer of the Linear-GELU-Dropout-Linear head.")
+    pooling: Literal["cpg", "mean", "attention"] = Field("cpg", description="How token states become one read vector: mean over the tokens with a CpG call ('cpg'), over all tokens ('mean', the design's original choice: ~8 of 148 tokens carry a call, so it dilutes them), or a learned attention weighting ('attention'). docs/training.md has the ablation.")
+    cpg_embedding_dim: int = Field(0, ge=0, description="Width of a learned vector per (panel CpG, call) added at every called CpG token (projected to model.hidden when narrower); 0 = none. Binds the model to its panel, as the panel hash already does.")
+    cpg_logits: bool = Field(False, description="Add a learned logit vector per (panel CpG, call), summed over the read's calls, to the head's output: the logistic regression's features as a direct route, the encoder learns the rest.")
     attention: Literal["auto", "sdpa", "math"] = Field("auto", description="Attention kernel: scaled_dot_product_attention ('sdpa'), explicit matmul-softmax-matmul ('math'), or 'auto' (SDPA on GPU and for CPU inference; math for CPU training, where it is faster with attention dropout).")
 
     @model_validator(mode="after")

@@ -44,7 +44,7 @@ def sim(tmp_path_factory) -> SimCohort:
     store = Store.open(store_dir)
     torch.manual_seed(0)
     config = tinystore.tiny_config()
-    model = build_model(config.model, len(store.tissues)).eval()
+    model = build_model(config.model, len(store.tissues), store.panel).eval()
     ckpt = root / "model.pt"
     save_checkpoint(ckpt, tinystore.checkpoint_state(model, config, store, 0))
     return SimCohort(cohort, store, ckpt)

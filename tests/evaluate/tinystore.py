@@ -139,7 +139,7 @@ def train_tiny(store: Store, steps: int = 500, seed: int = 0):
     """A few plain Adam steps on the training split: enough to learn the marker windows."""
     torch.manual_seed(seed)
     config = tiny_config()
-    model = build_model(config.model, len(store.tissues))
+    model = build_model(config.model, len(store.tissues), store.panel)
     tables = TokenTables(store.panel)
     windows, calls, labels = [], [], []
     for rec in store.samples("train"):
@@ -154,7 +154,8 @@ def train_tiny(store: Store, steps: int = 500, seed: int = 0):
     for _ in range(steps):
         idx = rng.integers(0, len(labels), size=64)
         dna, meth = tables.batch(windows[idx], calls[idx])
-        logits = model(torch.from_numpy(dna.astype(np.int64)), torch.from_numpy(meth.astype(np.int64)))
+        logits = model(torch.from_numpy(dna.astype(np.int64)), torch.from_numpy(meth.astype(np.int64)),
+                       torch.from_numpy(windows[idx]))
         loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels[idx]))
         opt.zero_grad()
         loss.backward()
@@ -177,7 +178,7 @@ def tiny_cohort() -> TinyCohort:
     ckpt = root / "trained.pt"
     save_checkpoint(ckpt, checkpoint_state(model, config, store, 500))
     torch.manual_seed(1)
-    untrained = build_model(config.model, len(store.tissues)).eval()
+    untrained = build_model(config.model, len(store.tissues), store.panel).eval()
     rand = root / "random.pt"
     save_checkpoint(rand, checkpoint_state(untrained, config, store, 0))
     return TinyCohort(root, store, ckpt, rand)

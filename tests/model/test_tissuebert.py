@@ -13,7 +13,7 @@ from tissuebert.model.tissuebert import TissueBERT, build_model, count_parameter
 
 
 def reference_forward(state: dict[str, torch.Tensor], dna: torch.Tensor, meth: torch.Tensor, *, n_layers: int,
-                      n_heads: int) -> torch.Tensor:
+                      n_heads: int, pooling: str = "mean") -> torch.Tensor:
     """The architecture written out with explicit matmuls and softmax (no SDPA, no nn modules)."""
     def layer_norm(x, prefix):
         mean = x.mean(-1, keepdim=True)
@@ -42,7 +42,8 @@ def reference_forward(state: dict[str, torch.Tensor], dna: torch.Tensor, meth: t
         x = x + linear(attn, f"{p}.proj")
         x = x + linear(gelu(linear(layer_norm(x, f"{p}.norm2"), f"{p}.fc1")), f"{p}.fc2")
     x = layer_norm(x, "norm")
-    w = keep[..., None].float()
+    # "mean": every non-PAD token; "cpg": only the tokens that carry a CpG call (0 or 1)
+    w = (keep & (meth <= 1) if pooling == "cpg" else keep)[..., None].float()
     pooled = (x * w).sum(1) / w.sum(1)  # (B, D)
     return linear(gelu(linear(pooled, "head.0")), "head.3")
 
@@ -57,7 +58,8 @@ def random_tokens(bsz: int, length: int = N_TOKENS, seed: int = 0) -> tuple[torc
 @pytest.fixture
 def small_model() -> TissueBERT:
     torch.manual_seed(0)
-    model = TissueBERT(n_tissues=5, n_layers=2, hidden=64, n_heads=4, ffn=128, dropout=0.1, head_hidden=32).eval()
+    model = TissueBERT(n_tissues=5, n_layers=2, hidden=64, n_heads=4, ffn=128, dropout=0.1, head_hidden=32,
+                       pooling="mean").eval()
     with torch.no_grad():  # move off the tiny init so that every term matters in the comparison
         for param in model.parameters():
             param.add_(torch.randn_like(param) * 0.1)
@@ -72,6 +74,23 @@ def test_matches_plain_reference_fp32(small_model):
         ref = reference_forward(small_model.state_dict(), dna, meth, n_layers=2, n_heads=4)
     assert ours.shape == (6, 5)
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_cpg_pooling_matches_reference(small_model):
+    """Pooling over the called CpG tokens only: a read with calls at 3 tokens averages those 3."""
+    small_model.pooling = "cpg"
+    dna, meth = random_tokens(4, seed=9)
+    meth[:] = 2
+    meth[0, [5, 40, 90]] = torch.tensor([0, 1, 1])
+    meth[1, [0]] = 1
+    meth[2, 10:20] = 0
+    meth[3, [147]] = 0
+    with torch.no_grad():
+        ours = small_model(dna, meth)
+        ref = reference_forward(small_model.state_dict(), dna, meth, n_layers=2, n_heads=4, pooling="cpg")
+        mean = reference_forward(small_model.state_dict(), dna, meth, n_layers=2, n_heads=4, pooling="mean")
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+    assert (ours - mean).abs().max() > 1e-3  # the pooling choice changes the output
 
 
 def test_padding_is_ignored(small_model):
@@ -102,13 +121,20 @@ def test_bad_shapes_fail_fast(small_model):
 
 def test_paper_preset_size():
     cfg = load_config("paper").model
-    n_tissues = 22
-    model = build_model(cfg, n_tissues)
+    n_tissues, n_windows, n_cpgs = 22, 10, 37
+    panel = {"cpg_first": torch.zeros(n_windows, dtype=torch.int64),
+             "cpg_offsets": torch.full((n_windows, 4), N_TOKENS, dtype=torch.int64), "n_cpgs": n_cpgs}
+    model = build_model(cfg, n_tissues, panel)
     d, f, h = cfg.hidden, cfg.ffn, cfg.head_hidden
     per_layer = 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + 2 * d + (d * f + f) + (f * d + d)
-    expected = (DNA_VOCAB + METH_VOCAB + N_TOKENS) * d + cfg.n_layers * per_layer + 2 * d + (d * h + h) + (h * n_tissues + n_tissues)
-    assert count_parameters(model) == expected
-    assert count_parameters(model) / 1e6 == pytest.approx(19.3, abs=0.1)  # the design's "~19.3 M"
+    encoder = (DNA_VOCAB + METH_VOCAB + N_TOKENS) * d + cfg.n_layers * per_layer + 2 * d + (d * h + h) + (h * n_tissues + n_tissues)
+    assert encoder / 1e6 == pytest.approx(19.3, abs=0.1)  # the design's "~19.3 M"
+    # panel-bound parts: a (2 C + 1)-row table of each width, the projection of the narrow one to d
+    e = cfg.cpg_embedding_dim
+    panel_part = (2 * n_cpgs + 1) * (e + n_tissues) + e * d
+    assert count_parameters(model) == encoder + panel_part
+    with pytest.raises(ValueError, match="need the panel"):
+        build_model(cfg, n_tissues)
 
 
 def test_dropout_only_in_training(small_model):

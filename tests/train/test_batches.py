@@ -18,6 +18,7 @@ def test_prefetch_thread_yields_the_inline_batches(marker_store):
             a, b = inline.next(), ahead.next()
             expected = sampler.batch(1, step, 16)
             assert torch.equal(a[1], b[1]) and torch.equal(a[1], torch.from_numpy(expected.meth).long())
+            assert torch.equal(a[3], b[3]) and torch.equal(a[3], torch.from_numpy(expected.window_idx).long())
             assert a[0].dtype == torch.int64 and a[0].shape == (16, 148)
         with pytest.raises(IndexError):
             inline.next()

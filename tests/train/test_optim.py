@@ -55,7 +55,9 @@ def test_tiny_run_warms_up_over_at_least_two_steps():
 
 def test_no_decay_on_biases_norms_embeddings():
     cfg = load_config("tiny")
-    model = build_model(cfg.model, 3)
+    panel = {"cpg_first": torch.zeros(2, dtype=torch.int64), "cpg_offsets": torch.zeros((2, 3), dtype=torch.int64),
+             "n_cpgs": 5}
+    model = build_model(cfg.model, 3, panel)
     decay, plain = decay_groups(model, 0.01)
     names = {id(p): n for n, p in model.named_parameters()}
     decayed = {names[id(p)] for p in decay["params"]}
@@ -63,7 +65,8 @@ def test_no_decay_on_biases_norms_embeddings():
     assert decay["weight_decay"] == 0.01 and plain["weight_decay"] == 0.0
     assert decayed | undecayed == set(names.values()) and not decayed & undecayed
     assert all(n.endswith(".weight") and "norm" not in n and "emb" not in n for n in decayed)
-    assert {"dna_emb.weight", "meth_emb.weight", "pos_emb.weight", "norm.weight", "layers.0.qkv.bias"} <= undecayed
+    assert {"dna_emb.weight", "meth_emb.weight", "pos_emb.weight", "norm.weight", "layers.0.qkv.bias",
+            "cpg_emb.weight", "cpg_logit.weight"} <= undecayed
     assert "layers.0.fc1.weight" in decayed and "head.0.weight" in decayed
 
 

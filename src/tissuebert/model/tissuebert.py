@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tissuebert.constants import DNA_PAD, DNA_VOCAB, METH_VOCAB, N_TOKENS
+from tissuebert.constants import DNA_PAD, DNA_VOCAB, METH_M, METH_VOCAB, N_TOKENS
 
 # "auto": SDPA on GPU (flash / memory-efficient kernels) and for CPU inference, explicit math for
 # CPU training
@@ -121,19 +121,77 @@ class EncoderLayer(nn.Module):
         return dropout(probs, p_drop, self.training).to(v.dtype) @ v
 
 
+POOLINGS = ("cpg", "mean", "attention")
+
+
+class PanelFeatures(nn.Module):
+    """Which panel CpG each token of a window carries, for the panel-bound parts of the model.
+
+    Buffers (saved in the state dict, so a checkpoint rebuilds them without the store):
+    ``cpg_first`` (W,) the panel index of each window's first CpG and ``cpg_offsets`` (W, K)
+    the token position of its k-th CpG (``N_TOKENS`` = padding). A (window, token, call) triple
+    maps to the feature ``2 * panel CpG + call``; tokens without a CpG call map to the padding
+    feature ``2 * n_cpgs``.
+    """
+
+    def __init__(self, *, cpg_first: torch.Tensor, cpg_offsets: torch.Tensor, n_cpgs: int) -> None:
+        super().__init__()
+        self.n_cpgs = int(n_cpgs)
+        self.register_buffer("cpg_first", cpg_first.to(torch.int64))
+        self.register_buffer("cpg_offsets", cpg_offsets.to(torch.int64))
+
+    @property
+    def n_features(self) -> int:
+        return 2 * self.n_cpgs + 1  # + padding
+
+    def forward(self, window: torch.Tensor, meth: torch.Tensor) -> torch.Tensor:
+        """(B,) window indices + (B, L) methylation tokens -> (B, L) feature ids."""
+        bsz, length = meth.shape
+        width = self.cpg_offsets.shape[1]
+        slot_ids = self.cpg_first[window][:, None] + torch.arange(width, device=meth.device)  # (B, K)
+        cpg = torch.full((bsz, N_TOKENS + 1), -1, dtype=torch.int64, device=meth.device)  # +1: dump column
+        cpg.scatter_(1, self.cpg_offsets[window], slot_ids)
+        cpg = cpg[:, :length]  # (B, L) panel CpG of each token, -1 = none
+        called = (cpg >= 0) & (meth <= METH_M)
+        return torch.where(called, 2 * cpg + meth, torch.full_like(cpg, 2 * self.n_cpgs))
+
+
+def panel_buffers(panel) -> dict[str, torch.Tensor | int]:
+    """``PanelFeatures`` arguments from a :class:`tissuebert.store.panel.Panel`."""
+    import numpy as np
+
+    offsets = panel.padded_offsets()  # (W, K), padding -> N_TOKENS
+    return {"cpg_first": torch.from_numpy(np.asarray(panel.cpg_ptr[:-1], dtype=np.int64)),
+            "cpg_offsets": torch.from_numpy(offsets.astype(np.int64)), "n_cpgs": int(panel.cpg_ptr[-1])}
+
+
 class TissueBERT(nn.Module):
-    """Sum of DNA, methylation and learned position embeddings -> encoder -> mean pool -> head."""
+    """Sum of DNA, methylation and learned position embeddings -> encoder -> pooling -> head.
+
+    Optional panel-bound parts (a checkpoint is bound to its panel by the panel hash anyway):
+    ``cpg_embedding_dim`` > 0 adds a learned vector per (panel CpG, call) at every CpG token that
+    has a call (of that width, projected to ``hidden`` when narrower: a 51,000-window panel has
+    ~460,000 CpGs, so the paper preset keeps it narrow); ``cpg_logits`` adds a learned per-(panel CpG, call) logit vector, summed over the
+    read's calls, to the head's output (the logistic regression's features as a direct route
+    to the logits, so the encoder learns what the read holds beyond independent CpG effects).
+    """
 
     def __init__(self, *, n_tissues: int, n_layers: int = 6, hidden: int = 512, n_heads: int = 8,
                  ffn: int = 2048, dropout: float = 0.1, head_hidden: int = 512, max_len: int = N_TOKENS,
-                 attention: str = "auto") -> None:
+                 attention: str = "auto", pooling: str = "cpg", cpg_embedding_dim: int = 0,
+                 cpg_logits: bool = False, panel: dict | None = None) -> None:
         super().__init__()
         if n_tissues < 2:
             raise ValueError(f"n_tissues must be >= 2, got {n_tissues}")
         if hidden % n_heads:
             raise ValueError(f"hidden ({hidden}) must be divisible by n_heads ({n_heads})")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if (cpg_embedding_dim or cpg_logits) and panel is None:
+            raise ValueError("cpg_embedding_dim / cpg_logits need the panel (panel_buffers(panel))")
         self.n_tissues = n_tissues
         self.max_len = max_len
+        self.pooling = pooling
         self.dna_emb = nn.Embedding(DNA_VOCAB, hidden, padding_idx=DNA_PAD)
         self.meth_emb = nn.Embedding(METH_VOCAB, hidden)
         self.pos_emb = nn.Embedding(max_len, hidden)
@@ -141,18 +199,37 @@ class TissueBERT(nn.Module):
         self.layers = nn.ModuleList(EncoderLayer(hidden=hidden, n_heads=n_heads, ffn=ffn, dropout=dropout,
                                                  attention=attention) for _ in range(n_layers))
         self.norm = nn.LayerNorm(hidden)
+        if pooling == "attention":
+            self.pool_query = nn.Linear(hidden, 1)
         self.head = nn.Sequential(nn.Linear(hidden, head_hidden), nn.GELU(), Dropout(dropout),
                                   nn.Linear(head_hidden, n_tissues))
+        self.panel = PanelFeatures(**panel) if panel is not None else None
+        # the per-CpG token vectors start like the other token embeddings, N(0, 1) (see the note on
+        # initialisation below); the direct logit route starts at zero, so it adds nothing at first
+        self.cpg_emb = self._panel_embedding(cpg_embedding_dim, zero=False) if cpg_embedding_dim else None
+        self.cpg_proj = (nn.Linear(cpg_embedding_dim, hidden, bias=False)
+                         if cpg_embedding_dim and cpg_embedding_dim != hidden else None)
+        self.cpg_logit = self._panel_embedding(n_tissues, zero=True) if cpg_logits else None
+
+    def _panel_embedding(self, width: int, *, zero: bool) -> nn.Embedding:
+        emb = nn.Embedding(self.panel.n_features, width, padding_idx=self.panel.n_features - 1)
+        if zero:
+            nn.init.zeros_(emb.weight)
+        return emb
+
+    @property
+    def needs_window(self) -> bool:
+        return self.panel is not None
 
     # Initialisation: PyTorch's defaults (embeddings N(0, 1), Linear layers uniform in
     # +-1/sqrt(fan_in)), deliberately not BERT's N(0, 0.02). Every bit of tissue signal in a read
     # is an interaction of sequence context and methylation (under tissue-balanced sampling
     # neither alone says anything), and with 0.02-scale weights that interaction starts so small
-    # that training sits at chance for thousands of steps; with the defaults the same model
-    # leaves the plateau after ~1,000 steps on the demo cohort (docs/training.md).
+    # that training sits at chance for thousands of steps (docs/training.md).
 
-    def forward(self, dna: torch.Tensor, meth: torch.Tensor) -> torch.Tensor:
-        """dna, meth: (B, L) integer tokens -> (B, n_tissues) logits."""
+    def forward(self, dna: torch.Tensor, meth: torch.Tensor, window: torch.Tensor | None = None) -> torch.Tensor:
+        """dna, meth: (B, L) integer tokens; window: (B,) panel window index (needed by the
+        panel-bound parts) -> (B, n_tissues) logits."""
         if dna.shape != meth.shape or dna.dim() != 2:
             raise ValueError(f"dna and meth must both be (B, L); got {tuple(dna.shape)} and {tuple(meth.shape)}")
         length = dna.shape[1]
@@ -160,6 +237,14 @@ class TissueBERT(nn.Module):
             raise ValueError(f"sequence length {length} exceeds the model's {self.max_len}")
         pos = torch.arange(length, device=dna.device)
         x = self.dna_emb(dna) + self.meth_emb(meth) + self.pos_emb(pos)[None]  # (B, L, D)
+        features = None
+        if self.panel is not None:
+            if window is None:
+                raise ValueError("this model is bound to a panel: pass the reads' window indices")
+            features = self.panel(window, meth)  # (B, L)
+            if self.cpg_emb is not None:
+                cpg_vectors = self.cpg_emb(features)  # (B, L, cpg_embedding_dim), zero where no call
+                x = x + (self.cpg_proj(cpg_vectors) if self.cpg_proj is not None else cpg_vectors)
         x = self.emb_drop(x)
         keep = dna != DNA_PAD  # (B, L)
         # Windows inside a chromosome have no padding: skip the mask so SDPA can use its fast path.
@@ -167,16 +252,38 @@ class TissueBERT(nn.Module):
         for layer in self.layers:
             x = layer(x, attn_mask)
         x = self.norm(x)
-        weights = keep.unsqueeze(-1).to(x.dtype)  # (B, L, 1)
-        pooled = (x * weights).sum(1) / weights.sum(1).clamp_min(1.0)  # (B, D)
-        return self.head(pooled)
+        logits = self.head(self._pool(x, keep, meth))
+        if self.cpg_logit is not None:
+            logits = logits + self.cpg_logit(features).sum(1).to(logits.dtype)  # (B, T)
+        return logits
+
+    def _pool(self, x: torch.Tensor, keep: torch.Tensor, meth: torch.Tensor) -> torch.Tensor:
+        """(B, L, D) -> (B, D) over the non-PAD tokens ("mean"), the tokens with a CpG call ("cpg":
+        only ~8 of 148 tokens carry one, and averaging over all dilutes them ~18x), or a learned
+        softmax weighting of the non-PAD tokens ("attention")."""
+        if self.pooling == "attention":
+            scores = self.pool_query(x).squeeze(-1).float().masked_fill(~keep, float("-inf"))  # (B, L)
+            return (scores.softmax(-1).to(x.dtype).unsqueeze(-1) * x).sum(1)
+        weights = keep
+        if self.pooling == "cpg":
+            called = keep & (meth <= METH_M)
+            # a read without any call in the window (possible only with min_cpgs = 0 inputs) falls back to mean
+            weights = torch.where(called.any(1, keepdim=True), called, keep)
+        weights = weights.unsqueeze(-1).to(x.dtype)  # (B, L, 1)
+        return (x * weights).sum(1) / weights.sum(1).clamp_min(1.0)  # (B, D)
 
 
-def build_model(model_cfg, n_tissues: int) -> TissueBERT:
-    """Model from a :class:`tissuebert.config.ModelConfig`."""
+def build_model(model_cfg, n_tissues: int, panel=None) -> TissueBERT:
+    """Model from a :class:`tissuebert.config.ModelConfig`; ``panel`` (a store Panel, or the
+    ``panel_buffers`` dict) is needed when the config uses the panel-bound parts."""
+    panel_bound = bool(model_cfg.cpg_embedding_dim or model_cfg.cpg_logits)
+    if panel is not None and not isinstance(panel, dict):
+        panel = panel_buffers(panel)
     return TissueBERT(n_tissues=n_tissues, n_layers=model_cfg.n_layers, hidden=model_cfg.hidden,
                       n_heads=model_cfg.n_heads, ffn=model_cfg.ffn, dropout=model_cfg.dropout,
-                      head_hidden=model_cfg.head_hidden, attention=model_cfg.attention)
+                      head_hidden=model_cfg.head_hidden, attention=model_cfg.attention, pooling=model_cfg.pooling,
+                      cpg_embedding_dim=model_cfg.cpg_embedding_dim, cpg_logits=model_cfg.cpg_logits,
+                      panel=panel if panel_bound else None)
 
 
 def count_parameters(model: nn.Module) -> int:

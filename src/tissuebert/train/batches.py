@@ -19,7 +19,7 @@ PREFETCH_DEPTH = 3  # batches drawn ahead of the GPU
 
 
 class BatchStream:
-    """Yields (dna, meth, labels) tensors for micro-batches first_step .. first_step + n_steps - 1."""
+    """Yields (dna, meth, labels, window) tensors for micro-batches first_step .. first_step + n_steps - 1."""
 
     def __init__(self, sampler: TrainSampler, *, epoch: int, first_step: int, n_steps: int, batch_size: int,
                  rank: int, device: torch.device, prefetch: bool | None = None) -> None:
@@ -34,7 +34,8 @@ class BatchStream:
 
     def _make(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch = self.sampler.batch(self.epoch, step, self.batch_size, self.rank)
-        tensors = (torch.from_numpy(batch.dna), torch.from_numpy(batch.meth), torch.from_numpy(batch.labels))
+        tensors = (torch.from_numpy(batch.dna), torch.from_numpy(batch.meth), torch.from_numpy(batch.labels),
+                   torch.from_numpy(batch.window_idx))
         if self.device.type == "cuda":
             tensors = tuple(t.pin_memory() for t in tensors)
         return tensors
@@ -67,7 +68,8 @@ class BatchStream:
             self._thread.join(timeout=5)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The next micro-batch: (B, 148) dna and meth token ids, (B,) labels, all int64 on the device."""
+        """The next micro-batch: (B, 148) dna and meth token ids, (B,) labels, (B,) window indices,
+        all int64 on the device."""
         if self._cursor >= len(self.steps):
             raise IndexError("batch stream exhausted")
         if self._queue is not None:

@@ -55,7 +55,17 @@ def checkpoint_config(state: dict[str, Any], path: str | Path = "checkpoint") ->
 def model_from_checkpoint(state: dict[str, Any], path: str | Path = "checkpoint") -> TissueBERT:
     """Rebuild the model from the checkpoint's config and load its weights (eval mode)."""
     config = checkpoint_config(state, path)
-    model = build_model(config.model, len(state[CKPT.TISSUES]))
+    weights = state[CKPT.MODEL]
+    # a panel-bound model carries its panel layout as buffers: rebuild it from them
+    panel = None
+    if "panel.cpg_first" in weights:
+        panel = {"cpg_first": weights["panel.cpg_first"], "cpg_offsets": weights["panel.cpg_offsets"],
+                 "n_cpgs": (weights["cpg_emb.weight"] if "cpg_emb.weight" in weights
+                            else weights["cpg_logit.weight"]).shape[0] // 2}
+    try:
+        model = build_model(config.model, len(state[CKPT.TISSUES]), panel)
+    except ValueError as exc:
+        raise CheckpointError(f"the checkpoint's model cannot be rebuilt: {exc}", path=path) from None
     try:
         model.load_state_dict(state[CKPT.MODEL])
     except RuntimeError as exc:

@@ -81,8 +81,9 @@ def predict_logits(model: TissueBERT, tables: TokenTables, window_idx: np.ndarra
         # tokens cross to the device as uint8 and are widened there
         dna_t = torch.from_numpy(dna).to(device).long()
         meth_t = torch.from_numpy(meth).to(device).long()
+        window_t = torch.from_numpy(np.asarray(window_idx[start:stop], dtype=np.int64)).to(device)
         with autocast_context(device, precision):
-            logits = model(dna_t, meth_t)
+            logits = model(dna_t, meth_t, window_t)
         out[start:stop] = logits.float().cpu().numpy()
         if progress is not None:
             progress(stop - start)

@@ -136,7 +136,7 @@ def optimizer_step(run: Run, stream: "BatchStream", faults: dict) -> tuple[float
     torch.manual_seed(step_seed(cfg.seed, run.position.global_step, info.rank))  # dropout: pure function of position
     loss_sum, correct, seen = 0.0, 0.0, 0.0
     for micro in range(cfg.accum_steps):
-        dna, meth, labels = stream.next()
+        dna, meth, labels, window = stream.next()
         if micro == 0 and run.position.step == 0 and info.enabled:
             _log_rank_streams(run, dna, meth)
         last = micro == cfg.accum_steps - 1
@@ -144,7 +144,7 @@ def optimizer_step(run: Run, stream: "BatchStream", faults: dict) -> tuple[float
         sync = contextlib.nullcontext() if (last or not info.enabled) else run.model.no_sync()
         with sync:
             with autocast_context(info.device, cfg.precision):
-                logits = run.model(dna, meth)  # (B, C)
+                logits = run.model(dna, meth, window)  # (B, C)
             loss = run.loss_fn(logits.float(), labels)
             if run.position.global_step in faults["nan_steps"]:
                 loss = loss * float("nan")

@@ -64,7 +64,7 @@ def lr_range_test(config: Config, store: str | Path, out: str | Path, *, steps: 
     sampler = TrainSampler(store_, min_cpgs=config.data.min_cpgs, in_memory=config.data.in_memory, seed=cfg.seed,
                            cpg_dropout=config.data.cpg_dropout)
     torch.manual_seed(cfg.seed)
-    model = build_model(config.model, len(store_.tissues)).to(device).train()
+    model = build_model(config.model, len(store_.tissues), store_.panel).to(device).train()
     optimizer = build_optimizer(model, cfg)
     loss_fn = build_loss(cfg)
     lrs = start_lr * (end_lr / start_lr) ** (np.arange(steps) / max(steps - 1, 1))  # (steps,) geometric
@@ -93,9 +93,10 @@ def _one_step(model, optimizer, loss_fn, sampler: TrainSampler, step: int, confi
     total = 0.0
     for micro in range(cfg.accum_steps):
         batch = sampler.batch(0, step * cfg.accum_steps + micro, cfg.batch_size)
-        dna, meth, labels = (torch.from_numpy(a).to(device).long() for a in (batch.dna, batch.meth, batch.labels))
+        dna, meth, labels, window = (torch.from_numpy(a).to(device).long()
+                                     for a in (batch.dna, batch.meth, batch.labels, batch.window_idx))
         with autocast_context(device, cfg.precision):
-            logits = model(dna, meth)  # (B, C)
+            logits = model(dna, meth, window)  # (B, C)
         loss = loss_fn(logits.float(), labels)
         (loss / cfg.accum_steps).backward()
         total += float(loss.detach())

@@ -132,7 +132,7 @@ def setup_run(config: Config, store_root: str | Path, run_dir: str | Path, *, re
         check_compatible(state, tissues=store.tissues, panel_hash=store.panel_hash, path=resumed_from)
 
     torch.manual_seed(config.train.seed)  # identical initial weights on every rank and every rerun
-    model = build_model(config.model, len(store.tissues)).to(info.device)
+    model = build_model(config.model, len(store.tissues), store.panel).to(info.device)
     cfg = config.train
     steps_per_epoch = cfg.steps_per_epoch or sampler.steps_per_epoch(cfg.batch_size, cfg.accum_steps, info.world_size)
     total_steps = cfg.epochs * steps_per_epoch
