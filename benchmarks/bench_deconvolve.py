@@ -81,7 +81,7 @@ def _paper_state(panel, tissues: list[str]):
 
     config = load_config("paper")
     torch.manual_seed(0)
-    model = build_model(config.model, len(tissues)).eval()
+    model = build_model(config.model, len(tissues), panel).eval()
     state = {CKPT.MODEL: model.state_dict(), CKPT.CONFIG: config_to_dict(config), CKPT.TISSUES: tissues,
              CKPT.PANEL_HASH: panel.panel_hash(), CKPT.EPOCH: 0, CKPT.GLOBAL_STEP: 0}
     return model, state

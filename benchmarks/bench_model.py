@@ -131,10 +131,29 @@ def _owner(model: nn.Module, pname: str) -> nn.Module:
     return mod
 
 
+DESIGN_WINDOWS, CPGS_PER_WINDOW = 51_000, 9  # the design's panel: ~460,000 CpGs
+
+
+def design_panel(seed: int = 0) -> dict:
+    """Panel buffers of the design's size (random CpG positions) for the panel-bound model parts."""
+    g = torch.Generator().manual_seed(seed)
+    offsets = torch.stack([torch.randperm(N_TOKENS, generator=g)[:CPGS_PER_WINDOW].sort().values
+                           for _ in range(DESIGN_WINDOWS)])
+    return {"cpg_first": torch.arange(DESIGN_WINDOWS) * CPGS_PER_WINDOW, "cpg_offsets": offsets,
+            "n_cpgs": DESIGN_WINDOWS * CPGS_PER_WINDOW}
+
+
+def build_tissuebert(cfg, n_tissues: int = 22) -> nn.Module:
+    return build_model(cfg, n_tissues, design_panel())
+
+
 def time_model(model: nn.Module, batch: int, steps: int, precision: str, train: bool) -> float:
     """Median samples/s over ``steps`` timed steps after 2 warm-up steps."""
     dna = torch.randint(2, DNA_VOCAB, (batch, N_TOKENS), device=DEVICE)
     meth = torch.randint(0, 3, (batch, N_TOKENS), device=DEVICE)
+    # TissueBERT's panel-bound parts look up each read's window; the rival encoders take no window
+    inputs = (dna, meth, torch.randint(0, DESIGN_WINDOWS, (batch,), device=DEVICE)) \
+        if getattr(model, "needs_window", False) else (dna, meth)
     target = torch.randint(0, 22, (batch,), device=DEVICE)
     model.to(DEVICE)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
@@ -145,13 +164,13 @@ def time_model(model: nn.Module, batch: int, steps: int, precision: str, train: 
         t0 = time.perf_counter()
         if train:
             with ctx:
-                loss = nn.functional.cross_entropy(model(dna, meth).float(), target)
+                loss = nn.functional.cross_entropy(model(*inputs).float(), target)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
         else:
             with torch.no_grad(), ctx:
-                model(dna, meth)
+                model(*inputs)
         _sync()
         if i >= 2:
             times.append(time.perf_counter() - t0)
@@ -175,7 +194,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.sweep:
         cfg = load_config(args.preset).model
         torch.manual_seed(0)
-        model = build_model(cfg, 22)
+        model = build_tissuebert(cfg)
         rates = {int(b): time_model(model, int(b), args.steps, "bf16", train=True) for b in args.sweep.split(",")}
         for batch, rate in rates.items():
             print(f"bf16 tissuebert train, batch {batch:4d}: {rate:6.1f} samples/s")
@@ -192,10 +211,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"encoder-layer GEMMs alone at batch {args.batch} (M = {args.batch * N_TOKENS}): fp32 {gemm['fp32']:.0f} "
           f"GFLOP/s ({100 * gemm['fp32'] / peak['fp32']:.0f}% of {size}^3), bf16 {gemm['bf16']:.0f} GFLOP/s "
           f"({100 * gemm['bf16'] / peak['bf16']:.0f}%)")
-    models = {"tissuebert": lambda: build_model(cfg, 22), "hf_bert": lambda: HFBert(cfg, 22),
+    models = {"tissuebert": lambda: build_tissuebert(cfg), "hf_bert": lambda: HFBert(cfg, 22),
               "nn_transformer": lambda: TorchEncoder(cfg, 22)}
     results: dict = {"device": str(DEVICE), "peak_gflops": peak, "layer_gemm_gflops": gemm, "batch": args.batch, "preset": args.preset, "rows": []}
-    ref = build_model(cfg, 22)
+    ref = build_tissuebert(cfg)
     n_params = non_embedding_params(ref)
     s, d, n_layers = N_TOKENS, cfg.hidden, cfg.n_layers
     train_flop = 6 * n_params * s + 12 * n_layers * s * s * d

@@ -68,6 +68,12 @@ def reads_to_reach(reads: np.ndarray, acc: np.ndarray, target: float) -> float |
 
 
 def model_curve(store: Store, out: Path, args) -> tuple[np.ndarray, np.ndarray, float]:
+    """The model's validation curve; cached in OUT/curve.json (a rerun with --skip-logreg
+    removed, say, reuses the training run)."""
+    cache = out / "curve.json"
+    if cache.is_file():
+        saved = json.loads(cache.read_text())
+        return np.array(saved["reads"]), np.array(saved["balanced"]), saved["seconds_per_read"]
     sets = [f"train.epochs={args.points}", f"train.steps_per_epoch={args.steps // args.points}",
             f"train.threads={args.threads}", *args.set]
     config = load_config(args.preset, overrides=sets)
@@ -78,7 +84,11 @@ def model_curve(store: Store, out: Path, args) -> tuple[np.ndarray, np.ndarray, 
         rows = list(csv.DictReader(fh))
     per_step = config.train.batch_size * config.train.accum_steps
     reads = np.array([int(r["global_step"]) * per_step for r in rows], dtype=np.float64)
-    return reads, np.array([float(r["val_balanced_acc"]) for r in rows]), seconds / (args.steps * per_step)
+    balanced_acc = np.array([float(r["val_balanced_acc"]) for r in rows])
+    per_read = seconds / (args.steps * per_step)
+    cache.write_text(json.dumps({"reads": reads.tolist(), "balanced": balanced_acc.tolist(),
+                                 "seconds_per_read": per_read, "config": config.model_dump(mode="json")}))
+    return reads, balanced_acc, per_read
 
 
 def logreg_curve(store: Store, val, budgets: np.ndarray, seed: int) -> np.ndarray:
@@ -104,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--thresholds", type=float, nargs="+", default=[0.5, 0.8, 0.95])
     ap.add_argument("--out", required=True)
+    ap.add_argument("--skip-logreg", action="store_true", help="train the model curves only (cached for a rerun)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -118,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                           len(store.tissues))
         chance = 1.0 / len(store.tissues)
         reads, model_acc, sec_per_read = model_curve(store, out / f"regions{regions}" / "run", args)
+        if args.skip_logreg:
+            continue
         logreg_acc = logreg_curve(store, val, reads, args.seed)
         row = {"regions": regions, "windows": store.panel.n_windows, "oracle": oracle, "chance": chance,
                "reads": reads.tolist(), "model": model_acc.tolist(), "logreg": logreg_acc.tolist(),
@@ -131,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
               f"final model {model_acc[-1]:.4f}, logreg {logreg_acc[-1]:.4f}; reads to reach: "
               + "; ".join(f"{k} model {v['model']} logreg {v['logreg']}" for k, v in row["to_reach"].items()),
               flush=True)
+    if args.skip_logreg:
+        return 0
     summary = {"args": vars(args), "results": results, "projection": project(results)}
     out.mkdir(parents=True, exist_ok=True)
     (out / "efficiency.json").write_text(json.dumps(summary, indent=2) + "\n")

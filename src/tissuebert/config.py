@@ -62,6 +62,7 @@ class TrainConfig(_Section):
     accum_steps: int = Field(4, ge=1, description="Micro-batches accumulated per optimizer step.")
     max_lr: float = Field(4e-4, gt=0, description="Peak learning rate of the one-cycle schedule.")
     warmup_frac: float = Field(0.1, gt=0, lt=1, description="Fraction of all optimizer steps spent warming up.")
+    panel_lr: float | None = Field(None, gt=0, description="Peak learning rate of the model's per-(panel CpG, call) tables; null = max(max_lr, 2 x panel windows / training reads), the rule the read-level logistic regression measured (train/optim.py).")
     div_factor: float = Field(25.0, gt=1, description="Initial LR = max_lr / div_factor.")
     final_div_factor: float = Field(400.0, gt=1, description="Final LR = initial LR / final_div_factor.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not applied to biases, norms, embeddings).")

@@ -58,16 +58,40 @@ def test_no_decay_on_biases_norms_embeddings():
     panel = {"cpg_first": torch.zeros(2, dtype=torch.int64), "cpg_offsets": torch.zeros((2, 3), dtype=torch.int64),
              "n_cpgs": 5}
     model = build_model(cfg.model, 3, panel)
-    decay, plain = decay_groups(model, 0.01)
+    decay, plain, tables = decay_groups(model, 0.01)
     names = {id(p): n for n, p in model.named_parameters()}
     decayed = {names[id(p)] for p in decay["params"]}
     undecayed = {names[id(p)] for p in plain["params"]}
-    assert decay["weight_decay"] == 0.01 and plain["weight_decay"] == 0.0
-    assert decayed | undecayed == set(names.values()) and not decayed & undecayed
+    panel = {names[id(p)] for p in tables["params"]}
+    assert decay["weight_decay"] == 0.01 and plain["weight_decay"] == 0.0 and tables["weight_decay"] == 0.0
+    assert decayed | undecayed | panel == set(names.values()) and not decayed & undecayed
     assert all(n.endswith(".weight") and "norm" not in n and "emb" not in n for n in decayed)
-    assert {"dna_emb.weight", "meth_emb.weight", "pos_emb.weight", "norm.weight", "layers.0.qkv.bias",
-            "cpg_emb.weight", "cpg_logit.weight"} <= undecayed
+    assert {"dna_emb.weight", "meth_emb.weight", "pos_emb.weight", "norm.weight", "layers.0.qkv.bias"} <= undecayed
+    assert panel == {"cpg_emb.weight", "cpg_logit.weight"}
     assert "layers.0.fc1.weight" in decayed and "head.0.weight" in decayed
+
+
+def test_panel_tables_get_their_own_peak_lr():
+    """2 x windows / reads unless that is below max_lr; an explicit train.panel_lr wins."""
+    from tissuebert.train.optim import panel_max_lr
+
+    cfg = load_config("tiny").train  # max_lr 2e-3
+    assert panel_max_lr(cfg, 1717, 192_000) == pytest.approx(2 * 1717 / 192_000)
+    assert panel_max_lr(cfg, 104, 1_000_000) == pytest.approx(2e-3)
+    assert panel_max_lr(load_config("tiny", overrides=["train.panel_lr=0.05"]).train, 104, 96_000) == 0.05
+    panel = {"cpg_first": torch.zeros(2, dtype=torch.int64), "cpg_offsets": torch.zeros((2, 3), dtype=torch.int64),
+             "n_cpgs": 5}
+    model = build_model(load_config("tiny").model, 3, panel)
+    opt = build_optimizer(model, cfg, panel_lr=0.03)
+    sched = build_scheduler(opt, cfg, 100)
+    peaks = [0.0, 0.0, 0.0]
+    for _ in range(99):
+        peaks = [max(p, g["lr"]) for p, g in zip(peaks, opt.param_groups)]
+        opt.step()
+        sched.step()
+    assert peaks[0] == pytest.approx(2e-3, rel=1e-3) and peaks[1] == pytest.approx(2e-3, rel=1e-3)
+    assert peaks[2] == pytest.approx(0.03, rel=1e-3)
+    assert opt.param_groups[2]["lr"] == pytest.approx(0.03 / cfg.div_factor / cfg.final_div_factor, rel=0.05)
 
 
 def test_adamw_settings_and_label_smoothing():

@@ -10,29 +10,60 @@ from tissuebert.config import TrainConfig
 MIN_WARMUP_STEPS = 2  # a tiny run still warms up over at least this many optimiser steps
 
 
-def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two parameter groups: weight decay on weight matrices of Linear layers only.
+PANEL_TABLES = ("cpg_emb", "cpg_logit")  # the model's per-(panel CpG, call) tables
+PANEL_LR_SCALE = 2.0  # train.panel_lr = null: 2 x windows / training reads (see panel_max_lr)
 
-    Biases, LayerNorm parameters and embeddings are excluded, as in BERT: decaying them pulls
-    normalisation gains and token vectors towards zero without regularising anything useful.
+
+def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Parameter groups: weight decay on weight matrices of Linear layers only; the per-panel-CpG
+    tables (if any) in a third group of their own, so that they can have their own learning rate.
+
+    Biases, LayerNorm parameters and embeddings are excluded from decay, as in BERT: decaying them
+    pulls normalisation gains and token vectors towards zero without regularising anything useful.
     """
     no_decay: set[int] = set()
     for module in model.modules():
         if isinstance(module, (nn.Embedding, nn.LayerNorm)):
             no_decay.update(id(p) for p in module.parameters(recurse=False))
-    decay, plain = [], []
+    panel = {id(getattr(model, name).weight) for name in PANEL_TABLES if getattr(model, name, None) is not None}
+    decay, plain, tables = [], [], []
     for param in model.parameters():
         if not param.requires_grad:
             continue
-        (plain if id(param) in no_decay or param.ndim < 2 else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+        if id(param) in panel:
+            tables.append(param)
+        else:
+            (plain if id(param) in no_decay or param.ndim < 2 else decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+    if tables:
+        groups.append({"params": tables, "weight_decay": 0.0, "panel": True})
+    return groups
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+def panel_max_lr(cfg: TrainConfig, n_windows: int, total_reads: int) -> float:
+    """Peak learning rate of the per-panel-CpG tables: ``train.panel_lr``, or by default
+    max(max_lr, 2 x windows / training reads).
+
+    A table row moves only when its CpG is in the batch, by about lr each time under Adam, so
+    the learning rate it needs grows with the panel and shrinks with the reads each window gets;
+    the read-level logistic regression (train/logreg.py) measured the same rule on the demo and
+    ``small`` stores. The encoder keeps ``train.max_lr``.
+    """
+    if cfg.panel_lr is not None:
+        return float(cfg.panel_lr)
+    return float(max(cfg.max_lr, PANEL_LR_SCALE * n_windows / max(total_reads, 1)))
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig, panel_lr: float | None = None) -> torch.optim.AdamW:
     """AdamW over :func:`decay_groups`; the fused kernel (one pass over all parameters) on CPU and CUDA."""
     devices = {p.device.type for p in model.parameters()}
-    return torch.optim.AdamW(decay_groups(model, cfg.weight_decay), lr=cfg.max_lr / cfg.div_factor,
-                             betas=tuple(cfg.betas), eps=cfg.eps, fused=devices <= {"cpu", "cuda"})
+    groups = decay_groups(model, cfg.weight_decay)
+    for group in groups:
+        peak = (panel_lr or cfg.max_lr) if group.get("panel") else cfg.max_lr
+        group["lr"] = peak / cfg.div_factor
+        group["max_lr"] = peak
+    return torch.optim.AdamW(groups, lr=cfg.max_lr / cfg.div_factor, betas=tuple(cfg.betas), eps=cfg.eps,
+                             fused=devices <= {"cpu", "cuda"})
 
 
 def warmup_fraction(cfg: TrainConfig, total_steps: int) -> float:
@@ -49,7 +80,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_st
     betas stay what the config says.
     """
     return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=cfg.max_lr, total_steps=max(total_steps, 2), pct_start=warmup_fraction(cfg, total_steps),
+        optimizer, max_lr=[group.get("max_lr", cfg.max_lr) for group in optimizer.param_groups], total_steps=max(total_steps, 2), pct_start=warmup_fraction(cfg, total_steps),
         anneal_strategy="cos", div_factor=cfg.div_factor, final_div_factor=cfg.final_div_factor,
         cycle_momentum=False)
 

@@ -26,7 +26,7 @@ from tissuebert.progress import get_logger
 from tissuebert.store.store import Store
 from tissuebert.train.checkpoint import check_compatible, checkpoint_config, load_checkpoint
 from tissuebert.train.dist import DistInfo, barrier
-from tissuebert.train.optim import build_loss, build_optimizer, build_scheduler
+from tissuebert.train.optim import build_loss, build_optimizer, build_scheduler, panel_max_lr
 from tissuebert.train.state import (
     Position, check_resume_allowed, config_differences, find_resume, restore_rng,
 )
@@ -136,7 +136,8 @@ def setup_run(config: Config, store_root: str | Path, run_dir: str | Path, *, re
     cfg = config.train
     steps_per_epoch = cfg.steps_per_epoch or sampler.steps_per_epoch(cfg.batch_size, cfg.accum_steps, info.world_size)
     total_steps = cfg.epochs * steps_per_epoch
-    optimizer = build_optimizer(model, cfg)
+    panel_lr = panel_max_lr(cfg, store.panel.n_windows, total_steps * cfg.batch_size * cfg.accum_steps * info.world_size)
+    optimizer = build_optimizer(model, cfg, panel_lr)
     scheduler = build_scheduler(optimizer, cfg, total_steps)
     scaler = torch.amp.GradScaler(info.device.type, enabled=cfg.precision == "fp16" and info.device.type == "cuda")
     position = Position(seed=cfg.seed, world_size=info.world_size, steps_per_epoch=steps_per_epoch)
@@ -152,8 +153,9 @@ def setup_run(config: Config, store_root: str | Path, run_dir: str | Path, *, re
         dump_config(config, run_dir / RUN.CONFIG)
         log.info("model: %.2f M parameters; %d tissues; %d training files, %d eligible reads; %d val reads",
                  count_parameters(model) / 1e6, len(store.tissues), len(sampler.samples), sampler.n_reads, val.n_reads)
-        log.info("schedule: %d epochs x %d steps (batch %d x accum %d x %d rank(s)); device %s, %s",
-                 cfg.epochs, steps_per_epoch, cfg.batch_size, cfg.accum_steps, info.world_size, info.device, cfg.precision)
+        log.info("schedule: %d epochs x %d steps (batch %d x accum %d x %d rank(s)); device %s, %s; peak lr %.2e "
+                 "(per-CpG tables %.2e)", cfg.epochs, steps_per_epoch, cfg.batch_size, cfg.accum_steps, info.world_size,
+                 info.device, cfg.precision, cfg.max_lr, panel_lr)
     return run
 
 
