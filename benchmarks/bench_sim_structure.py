@@ -13,7 +13,7 @@ Per preset: simulate (seed --seed, no BAMs), prepare the store, then on the test
 and the additive model's share of the oracle. Chance is 1/T.
 
     PYTHONPATH=src nice -n 10 .venv/bin/python benchmarks/bench_sim_structure.py \
-        [--presets structured demo] [--seed 1] [--workdir /tmp/simstruct/bench] [--steps 3000]
+        [--presets structured demo] [--seed 1] [--workdir /tmp/simstruct/bench] [--steps 6000] [--lr 0.002]
 """
 
 from __future__ import annotations
@@ -128,9 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", nargs="+", default=["structured", "demo"])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/simstruct/bench"))
-    parser.add_argument("--steps", type=int, default=3000, help="Adam steps of the additive model")
+    parser.add_argument("--steps", type=int, default=6000, help="Adam steps of the additive model")
     parser.add_argument("--batch", type=int, default=1024, help="reads per step (split evenly over tissues)")
-    parser.add_argument("--lr", type=float, default=0.02)
+    parser.add_argument("--lr", type=float, default=0.002)
     parser.add_argument("--max-test-reads", type=int, default=None, help="per test sample (default: all)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
