@@ -65,6 +65,8 @@ def test_truth_holds_the_configured_structure(structured_cohort):
     assert strictly_between.max() == 1
     mix = np.array([t == SUBTYPE_MIX for t in truth.blk_type])
     assert np.unique(truth.blk_region[mix]).size == 20
+    labels = [line.split("\t")[4] for line in (structured_cohort / "regions.bed").read_text().splitlines()]
+    assert [label.endswith("|asm") for label in labels] == truth.region_asm.tolist()
     u_tissue = truth.pi[..., 0] / (truth.pi[..., 0] + truth.pi[..., 2])
     assert np.ptp(u_tissue[mix], axis=1).max() < 1e-12
     assert SUBTYPE_MIX_U[0] <= u_tissue[mix].min() and u_tissue[mix].max() <= SUBTYPE_MIX_U[1]

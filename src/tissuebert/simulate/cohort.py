@@ -188,12 +188,16 @@ def _build_truth(cfg: SimConfig, rng: np.random.Generator, reference: Path | Non
 
 
 def region_labels(truth: Truth) -> list[str]:
-    """BED label of each region: its blocks' type:target, '|'-joined (repeats collapsed)."""
+    """BED label of each region: its blocks' type:target, '|'-joined (repeats collapsed), then
+    `asm` for a region with allele-specific methylation."""
     labels: list[list[str]] = [[] for _ in truth.reg_name]
     for b, region in enumerate(truth.blk_region.tolist()):
         tag = f"{truth.blk_type[b]}:{truth.blk_target[b]}" if truth.blk_target[b] else truth.blk_type[b]
         if tag not in labels[region]:
             labels[region].append(tag)
+    if truth.region_asm is not None:
+        for region in np.flatnonzero(truth.region_asm).tolist():
+            labels[region].append("asm")
     return ["|".join(tags) for tags in labels]
 
 
