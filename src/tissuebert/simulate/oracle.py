@@ -29,7 +29,10 @@ from tissuebert.errors import InputFormatError
 from tissuebert.simulate.truth import Truth
 
 
-_LATENT_CELLS = 4_000_000  # (calls x tissues x classes x states) values per step with latent classes
+# with latent classes, reads are scored in steps of at most this many (CpG slots x tissues x
+# classes x states) values: a read has at most as many blocks as CpG slots, so this bounds the
+# (groups, T, L, 3) temporaries (64 MB each in float64)
+_LATENT_CELLS = 8_000_000
 
 
 def oracle_loglik(truth: Truth, cpg_index: np.ndarray, calls: np.ndarray) -> np.ndarray:
@@ -42,15 +45,17 @@ def oracle_loglik(truth: Truth, cpg_index: np.ndarray, calls: np.ndarray) -> np.
     if not truth.has_latent:
         return _loglik_independent(truth, cpg_index, calls)
     class_w, class_pi = truth.latent()
+    p_obs = truth.observed_meth_prob()
     per_read = max(1, cpg_index.shape[1]) * class_pi.shape[1] * class_pi.shape[2] * 3
-    step = max(1, _LATENT_CELLS // per_read)  # bounds the (calls, T, L, 3) temporaries
-    parts = [_loglik_latent(truth, class_w, class_pi, cpg_index[lo:lo + step], calls[lo:lo + step])
+    step = max(1, _LATENT_CELLS // per_read)
+    parts = [_loglik_latent(truth, p_obs, class_w, class_pi, cpg_index[lo:lo + step], calls[lo:lo + step])
              for lo in range(0, cpg_index.shape[0], step)]
     return np.concatenate(parts) if parts else np.zeros((0, len(truth.tissues)))
 
 
-def _call_logp(truth: Truth, cpg_index: np.ndarray, calls: np.ndarray):
-    """Called CpGs of the reads: (read, 0-based CpG, (N, 3) log p(call | state))."""
+def _call_logp(truth: Truth, p_obs: np.ndarray, cpg_index: np.ndarray, calls: np.ndarray):
+    """Called CpGs of the reads: (read, 0-based CpG, (N, 3) log p(call | state)); ``p_obs`` is
+    ``truth.observed_meth_prob()``."""
     used = (cpg_index > 0) & ((calls == METH_U) | (calls == METH_M))
     read_of, col = np.nonzero(used)
     j = cpg_index[read_of, col] - 1
@@ -58,17 +63,17 @@ def _call_logp(truth: Truth, cpg_index: np.ndarray, calls: np.ndarray):
         raise InputFormatError(f"CpG index {int(j.max()) + 1} is beyond the simulated genome ({truth.n_cpgs} CpGs)",
                                hint="use the truth of the cohort these reads came from")
     meth = calls[read_of, col] == METH_M
-    p_m = truth.observed_meth_prob()[j]  # (N, 3)
+    p_m = p_obs[j]  # (N, 3)
     return read_of, j, np.log(np.where(meth[:, None], p_m, 1.0 - p_m))
 
 
-def _loglik_latent(truth: Truth, class_w: np.ndarray, class_pi: np.ndarray, cpg_index: np.ndarray,
-                   calls: np.ndarray) -> np.ndarray:
+def _loglik_latent(truth: Truth, p_obs: np.ndarray, class_w: np.ndarray, class_pi: np.ndarray,
+                   cpg_index: np.ndarray, calls: np.ndarray) -> np.ndarray:
     """Exact log-likelihoods with latent classes: per (read, block) group and class c,
     log sum_s pi_c[b, t, s] prod_j p(call_j | s); summed over a read's groups per class, then
     logsumexp over the classes weighted by w[t, c]. Background CpGs ignore tissue, state and class."""
     n_reads, n_tissues, n_classes = cpg_index.shape[0], len(truth.tissues), class_w.shape[1]
-    read_of, j, logp = _call_logp(truth, cpg_index, calls)
+    read_of, j, logp = _call_logp(truth, p_obs, cpg_index, calls)
     block = truth.cpg_block[j]
     bg = block < 0
     background = np.zeros(n_reads)
@@ -92,7 +97,7 @@ def _loglik_latent(truth: Truth, class_w: np.ndarray, class_pi: np.ndarray, cpg_
 def _loglik_independent(truth: Truth, cpg_index: np.ndarray, calls: np.ndarray) -> np.ndarray:
     """Exact log-likelihoods when every block's state is drawn independently (no latent class)."""
     n_reads, n_tissues = cpg_index.shape[0], len(truth.tissues)
-    read_of, j, logp = _call_logp(truth, cpg_index, calls)  # logp (N, 3) per call and state
+    read_of, j, logp = _call_logp(truth, truth.observed_meth_prob(), cpg_index, calls)  # logp (N, 3)
     block = truth.cpg_block[j]
     out = np.zeros((n_reads, n_tissues))
     bg = block < 0
