@@ -4,8 +4,8 @@ A fragment overlapping region r comes from one source (the sample's own tissue, 
 blood cell type, or a mixture component), with latent structure also from one latent class of
 that source (a cell subtype and an allele), takes one state U/X/M in each methylation block of
 the region it covers (independently given the source and class), and calls each CpG
-independently given its block's state, through bisulfite non-conversion and sequencing error. Chunks are generated in genome order, so a
-caller can stream them to disk.
+independently given its block's state, through bisulfite non-conversion and sequencing error.
+Chunks are generated in genome order, so a caller can stream them to disk.
 """
 
 from __future__ import annotations
