@@ -169,17 +169,18 @@ def _pure_latent_reads(truth, tid, region, depth, seed):
     sim = ReadSimulator(truth, sources=class_pi[None, :, tid], weights=np.ones(1), latent_weights=weights[None, tid],
                         depth=depth, frag_mode=167, frag_max=400, rng=np.random.default_rng(seed),
                         only_regions=[region])
-    return list(sim.chunks()), sim
+    return list(sim.chunks())
 
 
-def _block_mean_moments(truth, sim, tid, cpgs_a, cpgs_b):
-    """Model correlation of the methylated fraction of two blocks' CpGs on one fragment:
-    classes c with weight w_c; given c the blocks are independent, given a state the CpGs are."""
+def _predicted_correlation(truth, p_obs, tid, cpgs_a, cpgs_b):
+    """Model correlation of the methylated fractions of two blocks' CpGs on one fragment, from
+    the truth's parameters: classes c with weight w_c; given c the blocks are independent, given
+    a state the CpGs are (``p_obs`` (C, 3): P(call M | state))."""
     weights, class_pi = truth.latent()
 
     def moments(cpgs):
         b = int(truth.cpg_block[cpgs[0] - 1])
-        p = sim.p_obs_m[cpgs - 1]  # (n, 3)
+        p = p_obs[cpgs - 1]  # (n, 3)
         mean_s = p.mean(axis=0)  # E[fraction | state]
         sq_s = mean_s ** 2 + (p * (1 - p)).sum(axis=0) / len(cpgs) ** 2  # E[fraction^2 | state]
         return class_pi[b, tid] @ mean_s, class_pi[b, tid] @ sq_s  # (L,) each
@@ -201,6 +202,7 @@ def test_cross_block_correlation_matches_the_structure(structured_cohort, kind):
     truth = load_truth(structured_cohort)
     regions = np.flatnonzero(truth.region_asm) if kind == "asm" else \
         np.unique(truth.blk_region[[t == SUBTYPE_MIX for t in truth.blk_type]])
+    p_obs = truth.observed_meth_prob()
     best = None
     for region in regions:
         blocks = _region_blocks(truth, region)
@@ -208,14 +210,13 @@ def test_cross_block_correlation_matches_the_structure(structured_cohort, kind):
             cpgs_a, cpgs_b = _block_cpgs(truth, a), _block_cpgs(truth, b)
             if cpgs_b[-1] - cpgs_a[0] > 6:  # keep both blocks within one fragment most of the time
                 continue
-            dummy = type("S", (), {"p_obs_m": truth.observed_meth_prob()})
             for tid in range(len(truth.tissues)):
-                r = _block_mean_moments(truth, dummy, tid, cpgs_a, cpgs_b)
+                r = _predicted_correlation(truth, p_obs, tid, cpgs_a, cpgs_b)
                 if best is None or abs(r) > abs(best[0]):
                     best = (r, region, tid, cpgs_a, cpgs_b)
     predicted, region, tid, cpgs_a, cpgs_b = best
     assert abs(predicted) > 0.4
-    chunks, sim = _pure_latent_reads(truth, tid, region, depth=3000, seed=5)
+    chunks = _pure_latent_reads(truth, tid, region, depth=3000, seed=5)
     rows, latent = _fragments_calling(chunks, np.r_[cpgs_a, cpgs_b])
     assert len(rows) > 2000
     frac_a, frac_b = rows[:, :cpgs_a.size].mean(axis=1), rows[:, cpgs_a.size:].mean(axis=1)
@@ -235,15 +236,16 @@ def test_pattern_frequencies_match_the_latent_oracle_not_the_flat_one(structured
     likelihood with the same tissue profile (chi-square > 200)."""
     truth = load_truth(structured_cohort)
     mix_regions = np.unique(truth.blk_region[[t == SUBTYPE_MIX for t in truth.blk_type]])
-    region, blocks = next((r, _region_blocks(truth, r)) for r in mix_regions if len(_region_blocks(truth, r)) >= 2
-                          and _block_cpgs(truth, _region_blocks(truth, r)[1])[1] - _block_cpgs(truth, _region_blocks(truth, r)[0])[-2] <= 4)
-    cpgs = np.r_[_block_cpgs(truth, blocks[0])[-2:], _block_cpgs(truth, blocks[1])[:2]]
+    # the last 2 CpGs of a block and the first 2 of the next, within 4 CpG indices of each other
+    candidates = ((r, np.r_[_block_cpgs(truth, a)[-2:], _block_cpgs(truth, b)[:2]])
+                  for r in mix_regions for a, b in itertools.pairwise(_region_blocks(truth, r)))
+    region, cpgs = next((r, c) for r, c in candidates if c[-1] - c[0] <= 4)
     patterns = np.array(list(itertools.product([0, 1], repeat=4)), dtype=np.uint8)
     index = np.broadcast_to(cpgs, patterns.shape)
     # the tissue whose latent and flat pattern probabilities differ most
     gap = np.abs(np.exp(oracle_loglik(truth, index, patterns)) - np.exp(oracle_loglik(_flat(truth), index, patterns)))
     tid = int(gap.sum(axis=0).argmax())
-    chunks, _ = _pure_latent_reads(truth, tid, region, depth=3000, seed=9)
+    chunks = _pure_latent_reads(truth, tid, region, depth=3000, seed=9)
     rows, _ = _fragments_calling(chunks, cpgs)
     counts = Counter(map(tuple, rows.tolist()))
     n = len(rows)
