@@ -25,6 +25,7 @@ from tissuebert.simulate.markers import assign_states, cpg_meth_probs
 from tissuebert.simulate.motifs import motifs_of, plant_motifs
 from tissuebert.simulate.params import SimConfig, resolve
 from tissuebert.simulate.reads import ReadSimulator
+from tissuebert.simulate.structure import latent_structure, subtype_mix_regions
 from tissuebert.simulate.tissues import ABUNDANCE, BLOOD_SHARES, is_blood
 from tissuebert.simulate.truth import Truth, save_truth
 
@@ -76,13 +77,16 @@ def design_samples(cfg: SimConfig, tissues: list[str], rng: np.random.Generator)
 
 
 def sample_sources(truth: Truth, design: SampleDesign, concentration: float,
-                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """State probabilities of the sample's own cells (drawn around its tissue's values) and of
-    the blood cells contaminating it, with each source's share of the fragments.
+    the blood cells contaminating it, with each source's share of the fragments, and (with
+    latent structure, else None) each source's latent class probabilities.
 
     The sample's U share at a region is Beta with mean equal to the tissue's, so a single read,
     averaged over samples, follows the tissue profile exactly (what the oracle uses).
     """
+    if truth.has_latent:
+        return _latent_sample_sources(truth, design, concentration, rng)
     tid = truth.tissue_id(design.tissue)
     pi_t = truth.pi[:, tid, :]
     p_x = pi_t[:, 1]
@@ -96,11 +100,45 @@ def sample_sources(truth: Truth, design: SampleDesign, concentration: float,
         for blood_id, share in blood:
             sources.append(truth.pi[:, blood_id, :])
             weights.append(design.contamination * share / norm)
-    return np.stack(sources), np.asarray(weights)
+    return np.stack(sources), np.asarray(weights), None
+
+
+def _latent_sample_sources(truth: Truth, design: SampleDesign, concentration: float,
+                           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """As :func:`sample_sources`, per latent class: sources (S, B, L, 3), latent weights (S, L).
+
+    The sample's own cells vary around the tissue twice, both with the tissue's values as the
+    mean: each subtype's U share per block is Beta (as without structure), and the subtype
+    weights are Dirichlet (cell composition differs between samples). Blocks and classes are
+    drawn independently, so the expected read likelihood is still the truth's (what the oracle
+    uses). Alleles stay 50/50.
+    """
+    tid = truth.tissue_id(design.tissue)
+    class_w, class_pi = truth.latent()  # (T, L), (B, T, L, 3)
+    n_alleles = truth.latent_pi.shape[3]
+    own_pi = class_pi[:, tid]  # (B, L, 3)
+    p_x = own_pi[..., 1]
+    u = np.clip(own_pi[..., 0] / np.maximum(own_pi[..., 0] + own_pi[..., 2], 1e-12), 1e-4, 1 - 1e-4)
+    u_sample = rng.beta(concentration * u, concentration * (1 - u))
+    own = np.stack([(1 - p_x) * u_sample, p_x, (1 - p_x) * (1 - u_sample)], axis=-1)
+    sub_w = truth.subtype_weight[tid]
+    own_w = rng.dirichlet(concentration * sub_w) if sub_w.size > 1 else sub_w
+    sources, weights, latent = [own], [1.0 - design.contamination], [np.repeat(own_w, n_alleles) / n_alleles]
+    blood = [(truth.tissues.index(t), share) for t, share in BLOOD_SHARES.items() if t in truth.tissues]
+    if design.contamination > 0 and blood:
+        norm = sum(share for _, share in blood)
+        for blood_id, share in blood:
+            sources.append(class_pi[:, blood_id])
+            weights.append(design.contamination * share / norm)
+            latent.append(class_w[blood_id])
+    return np.stack(sources), np.asarray(weights), np.stack(latent)
 
 
 def _build_truth(cfg: SimConfig, rng: np.random.Generator, reference: Path | None,
-                 atlas: Path | None) -> tuple[Truth, Genome]:
+                 atlas: Path | None, structure_rng: np.random.Generator | None = None) -> tuple[Truth, Genome]:
+    """Genome, panel, tissue profiles and per-CpG levels from ``rng``; the latent fragment
+    structure (cfg.subtypes, subtype_regions, asm_fraction) from ``structure_rng``."""
+    structure_rng = structure_rng if structure_rng is not None else rng
     names, table_cpgs = None, None
     if atlas is not None:
         from tissuebert.simulate.atlas_table import atlas_states
@@ -120,6 +158,9 @@ def _build_truth(cfg: SimConfig, rng: np.random.Generator, reference: Path | Non
         pi, types, targets = assign_states(cfg, rng, tissues, blk_region.size)
     else:  # a reference may hold fewer regions than the table has rows
         pi, types, targets, names = pi[:n_regions], types[:n_regions], targets[:n_regions], names[:n_regions]
+    if cfg.subtype_regions > 0:  # before the motifs: these blocks are no tissue's marker any more
+        pi, types, targets, _ = subtype_mix_regions(pi, types, targets, blk_region, n_regions, cfg.subtype_regions,
+                                                    structure_rng)
     if cfg.motifs and reference is None:
         motifs = motifs_of(tissues)
         plant_motifs(genome.seqs, genome.reg_chrom[blk_region], blk_start, blk_end, targets, motifs, rng)
@@ -139,16 +180,24 @@ def _build_truth(cfg: SimConfig, rng: np.random.Generator, reference: Path | Non
                   blk_region=blk_region, blk_start=blk_start, blk_end=blk_end, blk_type=types, blk_target=targets,
                   pi=pi, cpg_chrom=cpg_chrom, cpg_pos=cpg_pos, cpg_region=cpg_region, cpg_block=cpg_block,
                   q=cpg_meth_probs(rng, cpg_region), nonconversion=cfg.nonconversion, seq_error=cfg.seq_error)
+    if cfg.subtypes > 1 or cfg.asm_fraction > 0:
+        truth.subtype_weight, truth.latent_pi, truth.region_asm = latent_structure(
+            truth.pi, truth.blk_region, n_regions, subtypes=cfg.subtypes, contrast=cfg.subtype_contrast,
+            asm_fraction=cfg.asm_fraction, rng=structure_rng)
     return truth, genome
 
 
 def region_labels(truth: Truth) -> list[str]:
-    """BED label of each region: its blocks' type:target, '|'-joined (repeats collapsed)."""
+    """BED label of each region: its blocks' type:target, '|'-joined (repeats collapsed), then
+    `asm` for a region with allele-specific methylation."""
     labels: list[list[str]] = [[] for _ in truth.reg_name]
     for b, region in enumerate(truth.blk_region.tolist()):
         tag = f"{truth.blk_type[b]}:{truth.blk_target[b]}" if truth.blk_target[b] else truth.blk_type[b]
         if tag not in labels[region]:
             labels[region].append(tag)
+    if truth.region_asm is not None:
+        for region in np.flatnonzero(truth.region_asm).tolist():
+            labels[region].append("asm")
     return ["|".join(tags) for tags in labels]
 
 
@@ -161,11 +210,12 @@ def simulate_cohort(out_dir: str | Path, *, preset: str = "demo", seed: int = 0,
     """
     cfg = resolve(preset, **overrides)
     out_dir = Path(out_dir)
-    streams = np.random.SeedSequence(seed).spawn(3)
+    # the 4th stream (latent structure) leaves the first three, hence unstructured cohorts, as before
+    streams = np.random.SeedSequence(seed).spawn(4)
     panel_rng, design_rng = np.random.default_rng(streams[0]), np.random.default_rng(streams[1])
     with atomic_dir(out_dir, force=force) as tmp:
         truth, genome = _build_truth(cfg, panel_rng, Path(reference) if reference else None,
-                                     Path(atlas) if atlas else None)
+                                     Path(atlas) if atlas else None, np.random.default_rng(streams[3]))
         log.info("simulate: %d tissues, %d regions (%d blocks), %d CpGs on %d contigs", len(truth.tissues),
                  len(truth.reg_name), truth.n_blocks, truth.n_cpgs, len(truth.chroms))
         write_fasta(tmp / GENOME_FA, genome.chroms, genome.seqs)
@@ -194,8 +244,8 @@ def simulate_cohort(out_dir: str | Path, *, preset: str = "demo", seed: int = 0,
 
 def _simulate_sample(cfg: SimConfig, truth: Truth, flat_genome: np.ndarray, design: SampleDesign,
                      rng: np.random.Generator, out: Path) -> dict:
-    sources, weights = sample_sources(truth, design, cfg.sample_concentration, rng)
-    sim = ReadSimulator(truth, sources=sources, weights=weights, depth=design.depth,
+    sources, weights, latent_weights = sample_sources(truth, design, cfg.sample_concentration, rng)
+    sim = ReadSimulator(truth, sources=sources, weights=weights, latent_weights=latent_weights, depth=design.depth,
                         frag_mode=cfg.frag_mode, frag_max=cfg.frag_max, rng=rng)
     (out / PAT_DIR).mkdir(exist_ok=True)
     pat = PatWriter(out / PAT_DIR / f"{design.sample_id}.pat.gz", truth.chroms)

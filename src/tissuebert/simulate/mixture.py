@@ -1,5 +1,6 @@
 """`simulate-mixture`: cfDNA-like samples of known tissue proportions, drawn from the pure
-tissue profiles of a simulated cohort (no sample-level variation, so the oracle is exact)."""
+tissue profiles of a simulated cohort (no sample-level variation, so the oracle is exact), with
+the cohort's latent subtype/allele structure when it has one."""
 
 from __future__ import annotations
 
@@ -63,7 +64,12 @@ def simulate_mixture(cohort_dir: str | Path, proportions: dict[str, float], *, d
     check_output(out_path, force=force)
     frag_mode, frag_max = _frag_params(cohort_dir)
     used = np.flatnonzero(props > 0)
-    sim = ReadSimulator(truth, sources=truth.pi[:, used, :].transpose(1, 0, 2), weights=props[used], depth=depth,
+    if truth.has_latent:  # each fragment also draws its cell subtype and allele, as in the cohort
+        class_w, class_pi = truth.latent()
+        sources, latent_weights = class_pi[:, used].transpose(1, 0, 2, 3), class_w[used]
+    else:
+        sources, latent_weights = truth.pi[:, used, :].transpose(1, 0, 2), None
+    sim = ReadSimulator(truth, sources=sources, weights=props[used], latent_weights=latent_weights, depth=depth,
                         frag_mode=frag_mode, frag_max=frag_max, rng=np.random.default_rng(seed))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     writer = PatWriter(out_path, truth.chroms)

@@ -1,4 +1,4 @@
-"""Parameters of a simulated cohort: one pydantic model, three presets, CLI-style overrides.
+"""Parameters of a simulated cohort: one pydantic model, four presets, CLI-style overrides.
 
 Every field has a description; `simulate.json` holds the resolved values so a cohort can be
 regenerated exactly from its seed.
@@ -43,6 +43,10 @@ class SimConfig(BaseModel):
     donors: int = Field(30, ge=1, description="Number of donors the samples are drawn from (optional donor column); donors are split like samples, so a donor's samples share one split.")
     motifs: bool = Field(True, description="Plant a fixed 10-bp lineage motif per tissue / lineage group in the blocks that are markers of it (synthetic genomes only).")
     write_bam: bool = Field(True, description="Also write a Bismark-style BAM per sample.")
+    subtypes: int = Field(1, ge=1, le=8, description="Cell subtypes per tissue (1 = none). A fragment comes from one cell, so it draws one subtype of its source tissue (weights ~ Dirichlet(3) per tissue) and all the blocks it spans take their states from that subtype's profile: block states on one fragment become dependent. Subtype profiles split the tissue's U fragments between subtypes without changing the tissue profile (see `subtype_contrast`; docs/simulation.md).")
+    subtype_contrast: float = Field(1.0, ge=0, le=1, description="How unevenly a block's U fragments are split between a tissue's subtypes: 0 = every subtype has the tissue's U share (no structure), 1 = the most polarised split with the same mean (subtypes filled to fully U one after the other, in a random order per block and tissue).")
+    subtype_regions: float = Field(0.0, ge=0, le=1, description="Share of regions turned into regions of intermediate methylation carried by cell subtypes (block type `subtype_mix`): every block's U share is 0.35-0.65, the same in every tissue, so bulk levels there are uninformative; with `subtypes` > 1 the split of each block's U fragments between a tissue's subtypes (random per block and tissue) makes the pattern of blocks unmethylated together on one read tissue-specific.")
+    asm_fraction: float = Field(0.0, ge=0, le=1, description="Share of regions with allele-specific methylation, as at imprinted loci (IGF2/H19): a fragment comes from one of two alleles (50/50), and in these regions the U fragments of every block come from the first allele as far as possible (U share min(1, 2u) on it, max(0, 2u - 1) on the other), in every tissue.")
 
     @model_validator(mode="after")
     def _check(self) -> "SimConfig":
@@ -79,6 +83,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     "small": dict(tissues=22, samples_per_tissue=5.0, regions=1000, depth_min=10.0, depth_max=100.0),
     # The design's size: 765 samples (~35 per tissue), ~51,000 windows, depth 10-500x.
     # BAMs are off here: at ~35,000 reads/s they would take days for the ~7 G reads (--bam to force).
+    # Data where a read-level model can matter: 8 tissues as in demo, 300 regions cut into 30-bp
+    # blocks (~5 per window, each a regulatory element with its own state), 3 cell subtypes per
+    # tissue with the most polarised split, half the regions intermediate in every tissue with the
+    # tissue told only by which blocks its subtypes leave unmethylated together on one fragment,
+    # and 10% allele-specific regions. Simulates in seconds.
+    "structured": dict(tissues=8, samples_per_tissue=5.0, regions=300, depth_min=20.0, depth_max=60.0, block_bp=30,
+                       subtypes=3, subtype_contrast=1.0, subtype_regions=0.5, asm_fraction=0.1, write_bam=False,
+                       marker_mix={"tissue_u": 0.3, "group_u": 0.15, "shared_u": 0.2, "tissue_m": 0.05,
+                                   "group_m": 0.05, "background": 0.25}),
     "atlas": dict(tissues=22, samples_per_tissue=765 / 22, regions=30000, depth_min=10.0, depth_max=500.0, donors=200,
                   write_bam=False),
 }

@@ -1,10 +1,11 @@
 """Draw cfDNA-like fragments and their CpG calls, one chunk of regions at a time.
 
 A fragment overlapping region r comes from one source (the sample's own tissue, a contaminating
-blood cell type, or a mixture component), takes one state U/X/M in each methylation block of
-the region it covers, and calls each CpG independently given its block's state, through
-bisulfite non-conversion and sequencing error. Chunks are generated in genome order, so a
-caller can stream them to disk.
+blood cell type, or a mixture component), with latent structure also from one latent class of
+that source (a cell subtype and an allele), takes one state U/X/M in each methylation block of
+the region it covers (independently given the source and class), and calls each CpG
+independently given its block's state, through bisulfite non-conversion and sequencing error.
+Chunks are generated in genome order, so a caller can stream them to disk.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class FragmentChunk:
     calls: np.ndarray  # (sum,) uint8
     first: np.ndarray  # (F,) int64
     pats: list[str]
+    latent: np.ndarray | None = None  # (F,) int32 latent class (subtype * A + allele); None without structure
 
     @property
     def n(self) -> int:
@@ -68,14 +70,29 @@ def mean_fragment_length(mode: int) -> float:
 
 class ReadSimulator:
     """Fragments for one sample or mixture: ``sources`` (S, B, 3) block state probabilities and
-    ``weights`` (S,) the share of fragments each source contributes."""
+    ``weights`` (S,) the share of fragments each source contributes.
+
+    With latent structure, ``sources`` is (S, B, L, 3) and ``latent_weights`` (S, L): a fragment
+    draws its source, then a latent class of that source, and its blocks' states from that
+    class's row. Without ``latent_weights`` no extra random number is drawn, so unstructured
+    cohorts are the same as before the structure existed.
+    """
 
     def __init__(self, truth: Truth, *, sources: np.ndarray, weights: np.ndarray, depth: float,
                  frag_mode: int, frag_max: int, rng: np.random.Generator,
-                 only_regions: np.ndarray | None = None) -> None:
+                 only_regions: np.ndarray | None = None, latent_weights: np.ndarray | None = None) -> None:
         self.truth = truth
         self.sources = np.asarray(sources, dtype=np.float64)
         self.weights = np.asarray(weights, dtype=np.float64) / np.sum(weights)
+        if latent_weights is not None:
+            latent_weights = np.asarray(latent_weights, dtype=np.float64)
+            if self.sources.ndim != 4 or latent_weights.shape != (self.sources.shape[0], self.sources.shape[2]):
+                raise ValueError(f"latent sources must be (S, B, L, 3) with latent_weights (S, L); got "
+                                 f"{self.sources.shape} and {latent_weights.shape}")
+            latent_weights = latent_weights / latent_weights.sum(axis=1, keepdims=True)
+        elif self.sources.ndim != 3:
+            raise ValueError(f"sources must be (S, B, 3) without latent_weights, got {self.sources.shape}")
+        self.latent_weights = latent_weights
         self.depth = float(depth)
         self.frag_mode, self.frag_max = frag_mode, frag_max
         self.rng = rng
@@ -118,6 +135,10 @@ class ReadSimulator:
             rng.random(n) * (self.reg_gend[region] - self.reg_gstart[region] + length - 1)).astype(np.int64)
         reverse = rng.random(n) < 0.5
         source = rng.choice(self.weights.size, size=n, p=self.weights).astype(np.int32)
+        latent = None
+        if self.latent_weights is not None:  # one cell and one allele per fragment
+            cum = np.cumsum(self.latent_weights, axis=1)[source]  # (F, L)
+            latent = np.minimum((rng.random(n)[:, None] >= cum).sum(axis=1), cum.shape[1] - 1).astype(np.int32)
         # the original-top strand calls a CpG at its C, the original-bottom strand at its G (C+1)
         shift = reverse.astype(np.int64)
         first = np.searchsorted(self.cpg_gpos, gstart - shift, side="left")
@@ -137,7 +158,11 @@ class ReadSimulator:
         group = np.cumsum(new_group) - 1
         heads = np.flatnonzero(new_group)
         g_block = block[heads]
-        probs = self.sources[source[frag_of[heads]], np.maximum(g_block, 0)]  # (G, 3)
+        if latent is None:
+            probs = self.sources[source[frag_of[heads]], np.maximum(g_block, 0)]  # (G, 3)
+        else:
+            head_frag = frag_of[heads]
+            probs = self.sources[source[head_frag], np.maximum(g_block, 0), latent[head_frag]]  # (G, 3)
         g_state = (rng.random(heads.size)[:, None] > np.cumsum(probs, axis=1)[:, :2]).sum(axis=1)
         # background CpGs have equal q in every state column, so their "state" does not matter
         state_of_call = g_state[group]
@@ -147,10 +172,11 @@ class ReadSimulator:
         u = rng.random(idx.size)
         called = rng.random(idx.size) >= self.p_nocall
         calls = np.where(~called, CALL_NONE, np.where(u < p_m, CALL_M, CALL_U)).astype(np.uint8)
-        return _trim_and_sort(truth, gstart, length, reverse, source, state, first, ptr, calls, frag_of)
+        return _trim_and_sort(truth, gstart, length, reverse, source, state, first, ptr, calls, frag_of, latent)
 
 
-def _trim_and_sort(truth: Truth, gstart, length, reverse, source, state, first, ptr, calls, frag_of) -> FragmentChunk:
+def _trim_and_sort(truth: Truth, gstart, length, reverse, source, state, first, ptr, calls, frag_of,
+                   latent=None) -> FragmentChunk:
     """Drop fragments without a call, trim no-call ends off the pattern (a .pat pattern starts
     and ends with a call) and order fragments as wgbs_tools sorts a .pat: by first CpG index,
     then pattern."""
@@ -178,4 +204,5 @@ def _trim_and_sort(truth: Truth, gstart, length, reverse, source, state, first, 
     return FragmentChunk(chrom=chrom, start=gsel - offsets[chrom], length=length[order], reverse=reverse[order],
                          source=source[order], state=state[order], cov_first=first[order], ptr=new_ptr,
                          calls=calls[gather], first=first[order] + (first_call[order] - ptr[:-1][order]),
-                         pats=[pats[k] for k in rank[order].tolist()])
+                         pats=[pats[k] for k in rank[order].tolist()],
+                         latent=None if latent is None else latent[order])

@@ -36,6 +36,12 @@ class Truth:
     ``j`` of the block it covers is then methylated with probability ``q[j, s]``. Background
     CpGs (``cpg_block == -1``) have the same value in all three columns of ``q``: they depend
     on neither tissue nor state. Bisulfite non-conversion and sequencing error act last.
+
+    With latent fragment structure (``simulate/structure.py``) a fragment of tissue ``t`` first
+    draws a cell subtype ``k`` (probability ``subtype_weight[t, k]``) and an allele ``a``
+    (probability 1 / A), and the block states are independent given them, with probabilities
+    ``latent_pi[b, t, k, a]``; ``pi`` is then their mixture (the tissue profile). Truth files
+    written before the structure existed have neither array: one subtype, one allele.
     """
 
     tissues: list[str]  # sorted
@@ -59,6 +65,9 @@ class Truth:
     nonconversion: float
     seq_error: float
     samples: list[dict] = field(default_factory=list)
+    subtype_weight: np.ndarray | None = None  # (T, K) float64; None = one subtype
+    latent_pi: np.ndarray | None = None  # (B, T, K, A) + (3,) float64; None = pi, one subtype and allele
+    region_asm: np.ndarray | None = None  # (R,) bool: region with allele-specific methylation
 
     @property
     def n_cpgs(self) -> int:
@@ -67,6 +76,20 @@ class Truth:
     @property
     def n_blocks(self) -> int:
         return int(self.blk_region.shape[0])
+
+    @property
+    def has_latent(self) -> bool:
+        """Whether fragments draw a latent subtype/allele (block states dependent on a fragment)."""
+        return self.latent_pi is not None
+
+    def latent(self) -> tuple[np.ndarray, np.ndarray]:
+        """Latent classes flattened: (T, L) class probabilities and (B, T, L, 3) state
+        probabilities, L = K * A (class k * A + a); one class equal to ``pi`` without structure."""
+        if self.latent_pi is None:
+            return np.ones((len(self.tissues), 1)), self.pi[:, :, None, :]
+        n_blocks, n_tissues, n_sub, n_alleles, _ = self.latent_pi.shape
+        weight = np.repeat(self.subtype_weight, n_alleles, axis=1) / n_alleles
+        return weight, self.latent_pi.reshape(n_blocks, n_tissues, n_sub * n_alleles, 3)
 
     def tissue_id(self, name: str) -> int:
         try:
@@ -100,6 +123,7 @@ class Truth:
 _ARRAYS = ("chrom_lengths", "reg_chrom", "reg_start", "reg_end", "blk_region", "blk_start", "blk_end", "pi",
            "cpg_chrom", "cpg_pos", "cpg_region", "cpg_block", "q")
 _STRINGS = ("tissues", "chroms", "reg_name", "blk_type", "blk_target")
+_LATENT = ("subtype_weight", "latent_pi", "region_asm")  # only in cohorts with latent structure
 
 
 def save_truth(truth: Truth, cohort_dir: Path) -> None:
@@ -109,6 +133,7 @@ def save_truth(truth: Truth, cohort_dir: Path) -> None:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, **{k: getattr(truth, k) for k in _ARRAYS},
                                 **{k: np.array(getattr(truth, k), dtype=str) for k in _STRINGS},
+                                **{k: getattr(truth, k) for k in _LATENT if getattr(truth, k) is not None},
                                 rates=np.array([truth.nonconversion, truth.seq_error]),
                                 samples=np.array(json.dumps(truth.samples)))
     _write_blocks_tsv(truth, out / BLOCKS_TSV)
@@ -155,6 +180,7 @@ def load_truth(cohort_dir: str | Path) -> Truth:
     with np.load(path, allow_pickle=False) as z:
         rates = z["rates"]
         return Truth(**{k: z[k] for k in _ARRAYS}, **{k: [str(v) for v in z[k]] for k in _STRINGS},
+                     **{k: z[k] for k in _LATENT if k in z.files},
                      nonconversion=float(rates[0]), seq_error=float(rates[1]), samples=json.loads(str(z["samples"])))
 
 
