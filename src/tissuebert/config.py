@@ -44,6 +44,7 @@ class ModelConfig(_Section):
     pooling: Literal["cpg", "mean", "attention"] = Field("cpg", description="How token states become one read vector: mean over the tokens with a CpG call ('cpg'), over all tokens ('mean', the design's original choice: ~8 of 148 tokens carry a call, so it dilutes them), or a learned attention weighting ('attention'). docs/training.md has the ablation.")
     cpg_embedding_dim: int = Field(0, ge=0, description="Width of a learned vector per (panel CpG, call) added at every called CpG token (projected to model.hidden when narrower); 0 = none. Binds the model to its panel, as the panel hash already does.")
     cpg_logits: bool = Field(False, description="Add a learned logit vector per (panel CpG, call), summed over the read's calls, to the head's output: the logistic regression's features as a direct route, the encoder learns the rest.")
+    joint_tokens: bool = Field(False, description="Also add a learned vector per (3-mer, call) pair to each token (an ablation of the design's sum of separate DNA and methylation embeddings; docs/training.md).")
     attention: Literal["auto", "sdpa", "math"] = Field("auto", description="Attention kernel: scaled_dot_product_attention ('sdpa'), explicit matmul-softmax-matmul ('math'), or 'auto' (SDPA on GPU and for CPU inference; math for CPU training, where it is faster with attention dropout).")
 
     @model_validator(mode="after")

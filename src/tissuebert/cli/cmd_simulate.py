@@ -12,7 +12,7 @@ from tissuebert.cli.common import ForceOpt, OutOpt
 
 def simulate(
     out: OutOpt,
-    preset: Annotated[str, typer.Option("--preset", help="Cohort size: demo (8 tissues, seconds), small (22 tissues), atlas (the design's 765 samples).")] = "demo",
+    preset: Annotated[str, typer.Option("--preset", help="Cohort size: demo (8 tissues, seconds), small (22 tissues), atlas (the design's 765 samples), structured (demo-sized, with cell subtypes and allele-specific methylation: reads carry structure an additive per-CpG model cannot use).")] = "demo",
     seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed and options give identical files.")] = 0,
     tissues: Annotated[Optional[int], typer.Option("--tissues", help="Number of tissue classes (2-22, in catalog order).")] = None,
     samples_per_tissue: Annotated[Optional[float], typer.Option("--samples-per-tissue", help="Mean samples per tissue (split by tissue abundance; at least 3 each).")] = None,

@@ -179,7 +179,7 @@ class TissueBERT(nn.Module):
     def __init__(self, *, n_tissues: int, n_layers: int = 6, hidden: int = 512, n_heads: int = 8,
                  ffn: int = 2048, dropout: float = 0.1, head_hidden: int = 512, max_len: int = N_TOKENS,
                  attention: str = "auto", pooling: str = "cpg", cpg_embedding_dim: int = 0,
-                 cpg_logits: bool = False, panel: dict | None = None) -> None:
+                 cpg_logits: bool = False, joint_tokens: bool = False, panel: dict | None = None) -> None:
         super().__init__()
         if n_tissues < 2:
             raise ValueError(f"n_tissues must be >= 2, got {n_tissues}")
@@ -194,6 +194,9 @@ class TissueBERT(nn.Module):
         self.pooling = pooling
         self.dna_emb = nn.Embedding(DNA_VOCAB, hidden, padding_idx=DNA_PAD)
         self.meth_emb = nn.Embedding(METH_VOCAB, hidden)
+        # joint_tokens: one vector per (3-mer, call) pair added to the sum, so a (context, call)
+        # conjunction is a table look-up rather than something the encoder must compute
+        self.joint_emb = nn.Embedding(DNA_VOCAB * METH_VOCAB, hidden) if joint_tokens else None
         self.pos_emb = nn.Embedding(max_len, hidden)
         self.emb_drop = Dropout(dropout)
         self.layers = nn.ModuleList(EncoderLayer(hidden=hidden, n_heads=n_heads, ffn=ffn, dropout=dropout,
@@ -237,6 +240,8 @@ class TissueBERT(nn.Module):
             raise ValueError(f"sequence length {length} exceeds the model's {self.max_len}")
         pos = torch.arange(length, device=dna.device)
         x = self.dna_emb(dna) + self.meth_emb(meth) + self.pos_emb(pos)[None]  # (B, L, D)
+        if self.joint_emb is not None:
+            x = x + self.joint_emb(dna * METH_VOCAB + meth)
         features = None
         if self.panel is not None:
             if window is None:
@@ -283,6 +288,7 @@ def build_model(model_cfg, n_tissues: int, panel=None) -> TissueBERT:
                       n_heads=model_cfg.n_heads, ffn=model_cfg.ffn, dropout=model_cfg.dropout,
                       head_hidden=model_cfg.head_hidden, attention=model_cfg.attention, pooling=model_cfg.pooling,
                       cpg_embedding_dim=model_cfg.cpg_embedding_dim, cpg_logits=model_cfg.cpg_logits,
+                      joint_tokens=model_cfg.joint_tokens,
                       panel=panel if panel_bound else None)
 
 
