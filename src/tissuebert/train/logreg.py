@@ -13,9 +13,13 @@ accuracy; oracle on the same reads: demo 0.202, ``small`` 0.1025):
 - lr: the best constant lr depends on the reads per window. Demo store (104 windows), 96,000 reads:
   1e-4 0.196, 1e-3 0.194-0.195, 1e-2 0.188-0.192, 0.1 0.171; 480,000 reads: 1e-4 / 3e-4 0.198,
   1e-3 0.194-0.196, 1e-2 0.191. ``small`` (1,717 windows), 192,000 reads: 3e-4 0.072, 1e-3 0.074,
-  1e-2 0.075-0.076, 3e-2 0.076; 1 M reads: 3e-3 0.088, 1e-2 0.088, 3e-2 0.086. Hence
-  ``lr=None`` -> :func:`auto_lr` = 2 x windows / reads (demo 96,000: 2.2e-3 -> 0.195-0.198;
-  small 192,000: 0.018 -> 0.075).
+  1e-2 0.075-0.076, 3e-2 0.076; 1 M reads: 3e-3 0.088, 1e-2 0.088, 3e-2 0.086. A first rule,
+  2 x windows / reads, gave demo 96,000: 2.2e-3 -> 0.195-0.198; small 192,000: 0.018 -> 0.075,
+  but far too small an lr on 12-window test stores, where every window is in every batch
+  (under-fit: right ranking, flat likelihoods, EM pushed to the extremes). ``lr=None`` ->
+  :func:`auto_lr` = 2 / (steps in which a window is drawn): the same 0.018 on small, 1.3x the
+  first rule on the demo store (2.9e-3 at 96,000 reads, not re-measured), 5x on 12 windows.
+- Temperature: fit on 16,384 fresh sampler reads after training and folded into the weights.
 - L2 (Adam's weight_decay) 1e-5, 1e-4, 1e-3 at lr 3e-4 / 1e-3, demo 480,000 reads: within 0.002 of
   none, so none.
 - Linear decay of the lr to 0: at equal lr, +0.001-0.003 on the demo store at 480,000 reads.
@@ -45,12 +49,14 @@ from tissuebert.store.store import Store
 
 log = get_logger("train.logreg")
 
-LR_SCALE = 2.0  # lr=None: lr = LR_SCALE * windows / training reads (see auto_lr) ...
+LR_SCALE = 2.0  # lr=None: lr = LR_SCALE / (steps a window is drawn in) (see auto_lr) ...
 LR_RANGE = (1e-4, 0.1)  # ... clipped to this range
 DEFAULT_WEIGHT_DECAY = 0.0
 DEFAULT_PASSES = 3  # n_reads=None: this many passes over the split's eligible reads ...
 DEFAULT_MAX_READS = 768_000  # ... capped here (12,000 steps of 64: ~15-25 s on one loaded core, small store)
 _SCORE_CHUNK = 1 << 16  # reads per scoring chunk
+CALIBRATION_READS = 16_384  # fresh sampler reads the temperature is fit on ...
+CALIBRATION_EPOCH = 1 << 20  # ... drawn from an epoch no fit reaches
 
 
 @dataclass
@@ -101,16 +107,32 @@ def default_reads(n_eligible: int) -> int:
     return int(min(DEFAULT_MAX_READS, DEFAULT_PASSES * n_eligible))
 
 
-def auto_lr(n_windows: int, n_reads: int) -> float:
-    """The default learning rate: inversely proportional to the reads each window will get.
+def auto_lr(n_windows: int, n_reads: int, batch_size: int = 64) -> float:
+    """The default learning rate: inversely proportional to the updates each window's weights get.
 
-    Adam moves a weight by about lr each time its feature is in a batch, so the distance the
-    weights of a window can travel is ~ lr x (reads of the window) / 2 under the linear decay,
-    and their final noise is ~ lr. Measured on the demo (104 windows) and ``small`` (1,717)
-    stores, the best constant was ~1-3 x windows / reads on both (docs/deconvolution.md).
+    Adam moves a weight by at most about lr in a step where its feature is in the batch, so under
+    the linear decay the weights of a window can travel ~ lr x (steps whose batch holds one of its
+    reads) / 2 = lr x steps x (1 - (1 - 1/W)^B) / 2. Measured on the demo (104 windows) and
+    ``small`` (1,717) stores, the best constant gave that product ~1.5-2 on both, hence LR_SCALE.
     """
+    steps = max(1, -(-n_reads // batch_size))
+    in_batch = 1.0 - (1.0 - 1.0 / max(n_windows, 1)) ** batch_size  # share of steps a window is drawn in
     low, high = LR_RANGE
-    return float(min(high, max(low, LR_SCALE * n_windows / max(n_reads, 1))))
+    return float(min(high, max(low, LR_SCALE / (steps * in_batch))))
+
+
+def _fit_temperature(model: ReadLogReg, feats: torch.Tensor, valid: torch.Tensor, labels: torch.Tensor) -> float:
+    """The temperature minimising the NLL of held-back sampler reads (1-D, bounded)."""
+    from scipy.optimize import minimize_scalar
+
+    with torch.no_grad():
+        logits = model(feats, valid).double()  # (N, T)
+
+    def nll(log_t: float) -> float:
+        with torch.no_grad():
+            return float(F.cross_entropy(logits / np.exp(log_t), labels))
+
+    return float(np.exp(minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded").x))
 
 
 def fit_logreg(store: Store, *, n_reads: int | None = None, batch_size: int = 64, lr: float | None = None,
@@ -126,7 +148,7 @@ def fit_logreg(store: Store, *, n_reads: int | None = None, batch_size: int = 64
     panel = store.panel
     n_reads = default_reads(sampler.n_reads) if n_reads is None else int(n_reads)
     n_steps = math.ceil(n_reads / batch_size)
-    lr = auto_lr(panel.n_windows, n_steps * batch_size) if lr is None else float(lr)
+    lr = auto_lr(panel.n_windows, n_steps * batch_size, batch_size) if lr is None else float(lr)
     per_epoch = sampler.steps_per_epoch(batch_size, 1, 1)  # the training loop's micro-batches per epoch
     model = ReadLogReg(n_cpgs=int(panel.cpg_ptr[-1]), n_tissues=len(store.tissues))
     # fused: the same Adam in one kernel; on the CPU it is ~9x faster than the per-tensor loop on the
@@ -145,9 +167,22 @@ def fit_logreg(store: Store, *, n_reads: int | None = None, batch_size: int = 64
         loss.backward()
         opt.step()
         sched.step()
+    # Temperature on fresh sampler reads (an epoch the fit never drew), folded into the weights: an
+    # under-fit logreg has the right ranking but too-flat likelihoods, and EM over too-flat
+    # likelihoods pushes the proportions towards the extremes
+    n_cal = max(1, CALIBRATION_READS // batch_size)
+    draws = [sampler.draw_indices(batch_rng(sampler.seed, CALIBRATION_EPOCH, step, 0), batch_size) for step in range(n_cal)]
+    file_pos = np.concatenate([d[0] for d in draws])
+    feats, valid = cpg_call_features(panel, np.concatenate([d[1] for d in draws]),
+                                     sampler.gather_calls(file_pos, np.concatenate([d[2] for d in draws])))
+    temperature = _fit_temperature(model, torch.from_numpy(feats), torch.from_numpy(valid),
+                                   torch.from_numpy(sampler.file_tissue[file_pos]))
+    with torch.no_grad():
+        model.weight.weight.div_(temperature)
+        model.bias.div_(temperature)
     seconds = time.perf_counter() - started
     log.info("logreg: %d %s reads (%d steps of %d) in %.1f s", n_steps * batch_size, split, n_steps, batch_size, seconds)
     settings = {"n_reads": n_steps * batch_size, "batch_size": batch_size, "steps": n_steps, "lr": lr,
                 "weight_decay": weight_decay, "lr_decay": lr_decay, "seed": seed, "min_cpgs": min_cpgs, "split": split,
-                "eligible_reads": sampler.n_reads, "seconds": seconds}
+                "eligible_reads": sampler.n_reads, "temperature": temperature, "seconds": seconds}
     return LogRegFit(model.eval(), store.panel_hash, list(store.tissues), np.asarray(sampler.class_prior), settings)
