@@ -159,6 +159,17 @@ RUN = SimpleNamespace(
     STOP="STOP",  # touch RUN/STOP to make a running `train` checkpoint and stop at the next step
 )
 
+# A fitted logistic regression's saved state (train/logreg.py)
+LOGREG = SimpleNamespace(
+    METHOD="logreg",  # its name in evaluate / deconvolve / benchmark outputs
+    MODULE="module_state_dict",
+    N_CPGS="n_cpgs",
+    TISSUES="tissues",
+    PANEL_HASH="panel_hash",
+    CLASS_PRIOR="class_prior",
+    SETTINGS="settings",
+)
+
 # Output file names of `tissuebert lr-find`
 LR_FIND = SimpleNamespace(CSV="lr_find.csv", PNG="lr_find.png", JSON="lr_find.json")
 

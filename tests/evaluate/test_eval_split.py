@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from tissuebert.cli.app import main
@@ -51,7 +52,7 @@ def test_evaluate_split_matches_independent_scoring(tiny, tmp_path):
     on_disk = json.loads((out / OUT.METRICS).read_text())  # strict JSON (no NaN)
     assert on_disk["macro_f1"] == metrics["macro_f1"]
     header, rows = _read_tsv(out / OUT.PER_TISSUE)
-    assert header == ["tissue", "precision", "recall", "f1", "support"]
+    assert header == ["tissue", "precision", "recall", "f1", "support", "logreg_precision", "logreg_recall", "logreg_f1"]
     assert [r[0] for r in rows] == tinystore.TISSUES and all(r[4] == "600" for r in rows)
     recall = np.array([float(r[2]) for r in rows])
     np.testing.assert_allclose(recall, [np.mean(preds[reads.labels == t] == t) for t in range(3)], atol=1e-6)
@@ -94,3 +95,48 @@ def test_untrained_model_scores_at_chance(tiny, tmp_path):
     torch.manual_seed(0)
     metrics = evaluate_split(tiny.random_checkpoint, tiny.store, "test", tmp_path / "e", max_reads_per_sample=200)
     assert metrics["accuracy"] < 0.45  # chance is 1/3; the trained model reaches ~0.59
+    # logreg reaches ~0.59 on the same reads: the report says plainly that this model adds nothing
+    assert metrics["logreg"]["balanced_accuracy"] > 0.5
+    assert metrics["notes"] and metrics["notes"][0].startswith("The transformer adds nothing over logreg")
+
+
+def test_evaluate_logreg_block_matches_an_independent_fit(tiny, tmp_path, capsys):
+    from tissuebert.train.checkpoint import checkpoint_config
+    from tissuebert.train.logreg import fit_logreg
+
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--checkpoint", str(tiny.checkpoint), "--store", str(tiny.store.root), "--out",
+                 str(out)]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads((out / OUT.METRICS).read_text())
+    block = metrics["logreg"]
+
+    # the same fit by hand (train split, the checkpoint's min_cpgs and seed), scored with numpy
+    config = checkpoint_config(load_checkpoint(tiny.checkpoint))
+    fit = fit_logreg(tiny.store, min_cpgs=config.data.min_cpgs, seed=config.train.seed)
+    reads = build_eval_reads(tiny.store, "test", max_reads_per_sample=None, seed=0)
+    pred = fit.logits(tiny.store.panel, reads.window_idx, reads.calls).argmax(axis=1)
+    recall = np.array([np.mean(pred[reads.labels == t] == t) for t in range(3)])
+    precision = np.array([np.mean(reads.labels[pred == t] == t) for t in range(3)])
+    f1 = 2 * precision * recall / (precision + recall)
+    assert block["fit"]["n_reads"] == fit.settings["n_reads"] == 64 * -(-3 * 3600 // 64)
+    assert block["accuracy"] == pytest.approx(np.mean(pred == reads.labels), abs=1e-12)
+    assert block["balanced_accuracy"] == pytest.approx(recall.mean(), abs=1e-12)
+    assert block["macro_f1"] == pytest.approx(f1.mean(), abs=1e-9)
+    _, rows = _read_tsv(out / OUT.PER_TISSUE)
+    np.testing.assert_allclose([float(r[6]) for r in rows], recall, atol=1e-6)
+    np.testing.assert_allclose([float(r[7]) for r in rows], f1, atol=1e-6)
+    # logreg reaches the Bayes ceiling on these reads (~0.59; chance 1/3)
+    oracle = tinystore.oracle_loglik(reads.window_idx, unpack_calls(reads.calls, 6)).argmax(axis=1)
+    assert abs(block["balanced_accuracy"] - np.mean(oracle == reads.labels)) < 0.03
+    assert f"balanced accuracy {block['balanced_accuracy']:.4f}" in printed
+    # the verdict sentence appears exactly when the model is not above logreg
+    plain = "The transformer adds nothing over logreg on this data"
+    assert (plain in printed) == (not metrics["balanced_accuracy"] > block["balanced_accuracy"])
+    assert (len(metrics["notes"]) == 1) == (plain in printed)
+
+    # --no-logreg: no block, no columns
+    assert main(["evaluate", "--checkpoint", str(tiny.checkpoint), "--store", str(tiny.store.root), "--out",
+                 str(tmp_path / "e2"), "--no-logreg"]) == 0
+    assert "logreg" not in json.loads((tmp_path / "e2" / OUT.METRICS).read_text())
+    assert _read_tsv(tmp_path / "e2" / OUT.PER_TISSUE)[0] == ["tissue", "precision", "recall", "f1", "support"]

@@ -2,6 +2,7 @@
 
 An in-silico mixture is a vector of multiplicities over the pool, so every method reuses the
 per-read work done here: model log-likelihoods (one forward pass per read for all mixtures),
+the simple rival's (logreg) log-likelihoods,
 the baselines' per-read marker statistics and, on simulated data, the oracle's exact
 log-likelihoods.
 """
@@ -17,11 +18,12 @@ import numpy as np
 from tissuebert.constants import CKPT
 from tissuebert.deconvolve.baselines import ReadMarkerStats, read_marker_stats
 from tissuebert.deconvolve.em import scaled_likelihoods
-from tissuebert.deconvolve.run import score_reads
+from tissuebert.deconvolve.run import logreg_loglik, score_reads
 from tissuebert.errors import TissueBertError
 from tissuebert.evaluate.oracle import oracle_loglik_for_reads
 from tissuebert.progress import get_logger
 from tissuebert.store.store import Store
+from tissuebert.train.logreg import LogRegFit
 
 log = get_logger("benchmark")
 
@@ -36,6 +38,7 @@ class ReadPool:
     model_post: np.ndarray  # (R, T) float32 posteriors under a uniform prior
     markers: ReadMarkerStats
     oracle_lik: np.ndarray | None  # (R, T) float32 scaled oracle likelihoods, simulated data only
+    logreg_lik: np.ndarray | None = None  # (R, T) float32 scaled logreg likelihoods (prior divided out)
 
     @property
     def n_reads(self) -> int:
@@ -43,8 +46,10 @@ class ReadPool:
 
 
 def build_pool(state: dict[str, Any], store: Store, *, split: str = "test", truth_dir: Path | None = None,
-               device: str | None = None, batch_size: int | None = None, precision: str = "auto") -> ReadPool:
-    """Pool and score every read of ``split`` (held-out samples only)."""
+               device: str | None = None, batch_size: int | None = None, precision: str = "auto",
+               logreg: LogRegFit | None = None) -> ReadPool:
+    """Pool and score every read of ``split`` (held-out samples only), by the model and, when
+    given, by a fitted logistic regression."""
     if list(state[CKPT.TISSUES]) != list(store.tissues):
         from tissuebert.train.checkpoint import check_compatible
 
@@ -67,5 +72,8 @@ def build_pool(state: dict[str, Any], store: Store, *, split: str = "test", trut
     oracle = None
     if truth_dir is not None:
         oracle = scaled_likelihoods(oracle_loglik_for_reads(truth_dir, store, window_idx, packed))
+    logreg_lik = None
+    if logreg is not None:
+        logreg_lik = scaled_likelihoods(logreg_loglik(logreg, store.panel, window_idx, packed))
     return ReadPool(list(store.tissues), tissue_of, rows, lik, loglik.argmax(axis=1), post.astype(np.float32),
-                    read_marker_stats(store.panel, window_idx, packed), oracle)
+                    read_marker_stats(store.panel, window_idx, packed), oracle, logreg_lik)

@@ -149,6 +149,7 @@ def write_report(folder: Path, result: dict, mixtures, est: dict[str, np.ndarray
         f"<td>{_fmt(methods[m]['lod'].get(t, {}).get('lod'), pct=True)}</td>" for m in methods) + "</tr>"
         for t in tissues)
     design = result["design"]
+    notes = "".join(f'<p class="verdict"><b>{html.escape(n)}</b></p>' for n in result.get("notes", []))
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>tissuebert benchmark</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
@@ -156,6 +157,7 @@ img{{max-width:100%;margin:0.5em 0}}.note{{color:#555;font-size:90%}}</style></h
 <h1>Deconvolution benchmark</h1>
 <p>{result['n_mixtures']} in-silico mixtures of held-out <b>test</b> reads ({result['pool_reads']} reads),
 {len(result['tissues'])} tissues, panel of {result['n_windows']} windows. Checkpoint <code>{html.escape(result['checkpoint'])}</code>.</p>
+{notes}
 <h2>Accuracy on random sparse mixtures</h2>
 <p class="note">{design['n_dirichlet']} Dirichlet mixtures of 2-5 tissues per depth; depth = reads per window.
 Lowest MAE per depth in bold. FP mass = proportion given to tissues absent from the mixture.</p>
@@ -168,7 +170,9 @@ level whose estimates exceed the 95th percentile of the 0% blanks in at least 95
 <table><tr><th>tissue</th>{lod_head}</tr>{lod_rows}</table>
 {_img(folder, FIGURES['lod'])}{_img(folder, FIGURES['spike'])}
 <p class="note">Methods: em = maximum likelihood over the model's per-read likelihoods (training prior divided out);
-mean-posterior / argmax = average / majority of per-read calls; uxm = fragment U-fraction per marker, weighted NNLS;
+mean-posterior / argmax = average / majority of per-read calls; logreg = EM over the likelihoods of the
+simple rival, a read-level logistic regression on one-hot (panel CpG, call) features fit on the store's training
+split (training prior divided out); uxm = fragment U-fraction per marker, weighted NNLS;
 nnls = per-marker beta NNLS (Moss); oracle = EM over the true generative likelihoods (simulated data only).
 Full numbers: benchmark.json and estimates.tsv.</p></body></html>"""
     (folder / OUT.BENCHMARK_HTML).write_text(page)

@@ -13,7 +13,7 @@ from tissuebert.benchmark.design import DEPTHS, SPIKE_LEVELS, Mixture, backgroun
 from tissuebert.benchmark.metrics import accuracy_metrics, limit_of_detection
 from tissuebert.benchmark.pool import ReadPool, build_pool
 from tissuebert.config import dump_config
-from tissuebert.constants import OUT
+from tissuebert.constants import LOGREG, OUT
 from tissuebert.deconvolve.baselines import MarkerReference, build_references, nnls_proportions, uxm_proportions
 from tissuebert.deconvolve.em import em_proportions
 from tissuebert.deconvolve.run import METHODS
@@ -22,6 +22,7 @@ from tissuebert.evaluate.oracle import cohort_of_store
 from tissuebert.progress import get_logger, track
 from tissuebert.store.store import Store
 from tissuebert.train.checkpoint import checkpoint_config
+from tissuebert.train.logreg import fit_logreg
 
 log = get_logger("benchmark")
 ORACLE = "oracle"
@@ -34,6 +35,8 @@ def estimate(method: str, pool: ReadPool, reference: MarkerReference, rows: np.n
         return em_proportions(None, weights=counts, lik=pool.model_lik[rows], max_iter=max_iter, tol=tol)
     if method == ORACLE:
         return em_proportions(None, weights=counts, lik=pool.oracle_lik[rows], max_iter=max_iter, tol=tol)
+    if method == LOGREG.METHOD:
+        return em_proportions(None, weights=counts, lik=pool.logreg_lik[rows], max_iter=max_iter, tol=tol)
     if method == "mean-posterior":
         return counts @ pool.model_post[rows] / counts.sum()
     if method == "argmax":
@@ -76,6 +79,19 @@ def _estimates_tsv(mixtures: list[Mixture], est: dict[str, np.ndarray], tissues:
     return "\n".join(lines) + "\n"
 
 
+def model_vs_logreg_notes(methods: dict[str, Any]) -> list[str]:
+    """A plain sentence when the model's EM is not more accurate (MAE) than logreg's at some depth."""
+    if "em" not in methods or LOGREG.METHOD not in methods:
+        return []
+    em, rival = methods["em"]["per_depth"], methods[LOGREG.METHOD]["per_depth"]
+    worse = [d for d in em if d in rival and not em[d]["mae"] < rival[d]["mae"]]
+    if not worse:
+        return []
+    detail = ", ".join(f"{d}: {em[d]['mae']:.4f} vs {rival[d]['mae']:.4f}" for d in worse)
+    return [f"The transformer adds nothing over logreg on this data: its mixture MAE (em) is not below "
+            f"logreg's at {', '.join(worse)} ({detail})."]
+
+
 def run_benchmark(checkpoint: str | Path | dict, store: str | Path | Store, out: str | Path, *,
                   methods: list[str] | None = None, truth_dir: str | Path | None = None,
                   background: list[str] | None = None, spike_levels=SPIKE_LEVELS, replicates: int = 10,
@@ -96,8 +112,11 @@ def run_benchmark(checkpoint: str | Path | dict, store: str | Path | Store, out:
     methods = list(methods or METHODS)
     if truth_dir is not None and ORACLE not in methods:
         methods.append(ORACLE)
+    rival = None
+    if LOGREG.METHOD in methods:  # fit like the checkpoint's training: same split, min_cpgs and seed
+        rival = fit_logreg(store, min_cpgs=config.data.min_cpgs, seed=config.train.seed)
     pool = build_pool(state, store, truth_dir=truth_dir if ORACLE in methods else None, device=device,
-                      precision=precision)
+                      precision=precision, logreg=rival)
     if ORACLE in methods and pool.oracle_lik is None:
         methods.remove(ORACLE)
     reference = build_references(store, "train")
@@ -127,7 +146,11 @@ def run_benchmark(checkpoint: str | Path | dict, store: str | Path | Store, out:
                    "depth_unit": "reads per panel window"},
         "methods": _summaries(mixtures, est, tissues),
         "seconds_per_mixture": {m: s / len(mixtures) for m, s in seconds.items()},
+        "logreg_fit": rival.settings if rival is not None else None,
     }
+    result["notes"] = model_vs_logreg_notes(result["methods"])
+    for note in result["notes"]:
+        log.warning("%s", note)
     with atomic_dir(out, force=force) as tmp:
         (tmp / OUT.BENCHMARK_TSV).write_text(_estimates_tsv(mixtures, est, tissues))
         write_report(tmp, result, mixtures, est)

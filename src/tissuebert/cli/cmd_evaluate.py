@@ -37,6 +37,7 @@ def evaluate(
     split: Annotated[str, typer.Option("--split", help="train, val or test.")] = "test",
     max_reads_per_sample: MaxReadsOpt = None,
     truth: Annotated[Optional[Path], typer.Option("--truth", help="Simulated cohort folder (with truth/) for the oracle rows; default: found from the store's provenance.")] = None,
+    logreg: Annotated[bool, typer.Option("--logreg/--no-logreg", help="Also fit the simple rival (read-level logistic regression) on the store's train split and score the same reads.")] = True,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     force: ForceOpt = False,
@@ -49,13 +50,19 @@ def evaluate(
     from tissuebert.evaluate import evaluate_split
 
     m = evaluate_split(checkpoint, store, split, out, force=force, max_reads_per_sample=max_reads_per_sample,
-                       device=device, precision=precision, truth_dir=truth)
+                       device=device, precision=precision, truth_dir=truth, logreg=logreg)
     typer.echo(f"{split}: {m['n_reads']} reads of {m['n_samples']} samples; accuracy {m['accuracy']:.4f}, "
                f"balanced accuracy {m['balanced_accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}, "
                f"ECE {m['ece']:.4f}, sample calls {m['sample_accuracy']:.3f} correct -> {out}")
+    if "logreg" in m:
+        typer.echo(f"logreg (simple rival, {m['logreg']['fit']['n_reads']} training reads) on the same reads: "
+                   f"accuracy {m['logreg']['accuracy']:.4f}, balanced accuracy {m['logreg']['balanced_accuracy']:.4f}, "
+                   f"macro F1 {m['logreg']['macro_f1']:.4f}")
     if "oracle" in m:
         typer.echo(f"oracle (Bayes-optimal) on the same reads: accuracy {m['oracle']['accuracy']:.4f}, "
-                   f"macro F1 {m['oracle']['macro_f1']:.4f}")
+                   f"balanced accuracy {m['oracle']['balanced_accuracy']:.4f}, macro F1 {m['oracle']['macro_f1']:.4f}")
+    for note in m.get("notes", []):
+        typer.echo(note)
 
 
 def calibrate(
@@ -89,9 +96,9 @@ def deconvolve(
     fmt: FormatOpt = None,
     cpg_index: CpgIndexOpt = None,
     reference: ReferenceOpt = None,
-    store: Annotated[Optional[Path], typer.Option("--store", help="Store: its panel replaces --reference; its training split is the uxm/nnls reference; with --sample, the reads.")] = None,
+    store: Annotated[Optional[Path], typer.Option("--store", help="Store: its panel replaces --reference; its training split is the uxm/nnls reference and logreg's training data; with --sample, the reads.")] = None,
     sample: SampleOpt = None,
-    method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="em (default), mean-posterior, argmax, uxm, nnls; repeat or comma-separate.")] = None,
+    method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="em (default), mean-posterior, argmax, logreg (needs --store), uxm, nnls; repeat or comma-separate.")] = None,
     atlas: Annotated[Optional[Path], typer.Option("--atlas", help="uxm: a published UXM atlas TSV (CpG-index markers) to score a .pat input against.")] = None,
     bootstrap: Annotated[Optional[int], typer.Option("--bootstrap", help="Bootstrap resamples for the intervals (default: the checkpoint's eval.bootstrap; 0 = none).")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", help="Override the checkpoint's calibrated temperature.")] = None,
@@ -157,7 +164,7 @@ def benchmark(
     store: StoreOpt,
     out: OutDirOpt,
     truth: Annotated[Optional[Path], typer.Option("--truth", help="Simulated cohort folder (with truth/) for the oracle; default: found from the store's provenance.")] = None,
-    method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="Methods to compare (default: all; oracle added on simulated data).")] = None,
+    method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="Methods to compare (default: all: em, mean-posterior, argmax, logreg, uxm, nnls; oracle added on simulated data).")] = None,
     background: Annotated[Optional[list[str]], typer.Option("--background", help="Background tissue(s) of the spike-in series (default: every Blood* tissue).")] = None,
     replicates: Annotated[int, typer.Option("--replicates", help="Replicates per spike-in level.")] = 10,
     n_dirichlet: Annotated[int, typer.Option("--mixtures", help="Random sparse Dirichlet mixtures per depth.")] = 100,
@@ -185,6 +192,8 @@ def benchmark(
     for name, res in result["methods"].items():
         stats = res["per_depth"].get(key) or next(iter(res["per_depth"].values()))
         typer.echo(f"{name:>15}: MAE {stats['mae']:.4f}  RMSE {stats['rmse']:.4f}  r {stats['pearson_r']:.3f}")
+    for note in result.get("notes", []):
+        typer.echo(note)
     typer.echo(f"{result['n_mixtures']} mixtures -> {out}/report.html")
 
 

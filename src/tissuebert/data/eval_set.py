@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tissuebert.data.eligibility import sample_eligible_rows
 from tissuebert.store.store import SampleRecord, Store
 
 
@@ -29,14 +30,16 @@ def build_eval_reads(store: Store, split: str, *, max_reads_per_sample: int | No
     """All reads of ``split`` (or an evenly random subset per sample), identical on every call.
 
     The subset depends only on (seed, sample id), so the validation set never changes between
-    epochs, resumes or ranks.
+    epochs, resumes or ranks. Only reads with >= ``min_cpgs`` calls in their window count, the
+    rule training uses (:func:`~tissuebert.data.eligibility.sample_eligible_rows`).
     """
     samples = store.samples(split)
-    n_cpgs = store.panel.n_cpgs
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     for pos, rec in enumerate(samples):
         reads = store.reads(rec)
-        rows = np.flatnonzero(n_cpgs[reads.window_idx] >= min_cpgs) if min_cpgs > 1 else np.arange(reads.n_reads)
+        # the training sampler's rule (data/eligibility.py): the read's own calls in its window
+        rows = sample_eligible_rows(store.manifest.min_cpgs, store.panel, reads.window_idx, reads.calls, min_cpgs)
+        rows = np.arange(reads.n_reads) if rows is None else rows
         if max_reads_per_sample is not None and rows.size > max_reads_per_sample:
             # a per-sample stream keyed by the sample id: adding a sample changes no other sample's subset
             key = int.from_bytes(rec.sample_id.encode()[:8].ljust(8, b"\0"), "little")

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tissuebert.constants import METH_NONE
+from tissuebert.data.eligibility import sample_eligible_rows
 from tissuebert.data.tokens import TokenTables
 from tissuebert.errors import StoreError
 from tissuebert.progress import get_logger
-from tissuebert.store.sample import SampleReads, unpack_calls
+from tissuebert.store.sample import SampleReads
 from tissuebert.store.store import SampleRecord, Store
 
 log = get_logger("data.sampler")
@@ -50,16 +50,6 @@ def available_ram_bytes() -> int:
         return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):  # not POSIX: assume it does not fit
         return 0
-
-
-def _eligible_rows(reads: SampleReads, max_cpgs: int, min_cpgs: int) -> np.ndarray:
-    """Rows with at least ``min_cpgs`` CpG calls (codes 0/1) inside their window."""
-    n_calls = np.empty(reads.n_reads, dtype=np.int64)
-    chunk = 1 << 20  # bounded memory on memory-mapped files
-    for start in range(0, reads.n_reads, chunk):
-        codes = unpack_calls(np.asarray(reads.calls[start:start + chunk]), max(max_cpgs, 1))  # (r, K)
-        n_calls[start:start + codes.shape[0]] = (codes != METH_NONE).sum(axis=1)
-    return np.flatnonzero(n_calls >= min_cpgs)
 
 
 def _window_index(reads: SampleReads, rows: np.ndarray | None, n_windows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -108,11 +98,10 @@ class TrainSampler:
         kept: list[SampleRecord] = []
         calls, row_maps, cov_window, cov_start, cov_count = [], [], [], [], []
         file_offset, n_eligible = [0], []
-        # the store kept only reads with >= manifest.min_cpgs calls: filter only above that
-        must_filter = min_cpgs > self.store.manifest.min_cpgs
         for rec in records:
             reads = self.store.reads(rec, mmap=not self.in_memory)
-            rows = _eligible_rows(reads, self.store.panel.max_cpgs, min_cpgs) if must_filter else None
+            rows = sample_eligible_rows(self.store.manifest.min_cpgs, self.store.panel, reads.window_idx, reads.calls,
+                                        min_cpgs)
             covered, starts, counts = _window_index(reads, rows, self.store.panel.n_windows)
             if covered.size == 0:
                 log.warning("sample %s has no reads with >= %d CpG calls; it is not sampled", rec.sample_id, min_cpgs)

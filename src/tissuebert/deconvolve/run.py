@@ -25,10 +25,12 @@ from tissuebert.progress import make_progress
 from tissuebert.store.panel import Panel
 from tissuebert.train.checkpoint import checkpoint_config, check_compatible, model_from_checkpoint
 from tissuebert.train.infer import predict_logits
+from tissuebert.train.logreg import LogRegFit
 
 MODEL_METHODS = ("em", "mean-posterior", "argmax")
+LOGREG_METHODS = ("logreg",)  # EM over the simple rival's likelihoods, fit on a store's training split
 REFERENCE_METHODS = ("uxm", "nnls")
-METHODS = MODEL_METHODS + REFERENCE_METHODS
+METHODS = MODEL_METHODS + LOGREG_METHODS + REFERENCE_METHODS
 
 
 @dataclass
@@ -152,6 +154,13 @@ def score_reads(model_state: dict[str, Any], panel: Panel, window_idx: np.ndarra
     temp = temperature_of(model_state) if temperature is None else temperature
     # float32 halves the largest array; EM rescales each row in float64 before using it
     return logits, likelihoods_from_logits(logits, class_prior(model_state), temp).astype(np.float32)
+
+
+def logreg_loglik(fit: LogRegFit, panel: Panel, window_idx: np.ndarray, calls: np.ndarray) -> np.ndarray:
+    """(R, T) float32 log-likelihoods of the reads under a fitted logistic regression: its posterior
+    with the class prior of the sampler it was trained under divided out, as for the model."""
+    logits = fit.logits(panel, np.asarray(window_idx, np.int64), calls)
+    return likelihoods_from_logits(logits, fit.class_prior, 1.0).astype(np.float32)
 
 
 def deconvolve_reads(model_state: dict[str, Any], window_idx: np.ndarray, calls: np.ndarray,

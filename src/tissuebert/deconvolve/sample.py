@@ -12,12 +12,13 @@ import numpy as np
 
 from tissuebert.atomic import atomic_dir, check_output
 from tissuebert.config import Config, dump_config
-from tissuebert.constants import CKPT, OUT
+from tissuebert.constants import CKPT, LOGREG, OUT
 from tissuebert.deconvolve.atlas_io import pat_marker_counts, read_pat, read_uxm_atlas
 from tissuebert.deconvolve.baselines import build_references, nnls_mixture
 from tissuebert.deconvolve.output import plot_proportions, proportions_tsv, write_posteriors
 from tissuebert.deconvolve.run import (
-    MODEL_METHODS, REFERENCE_METHODS, DeconvResult, proportions_from_loglik, reference_proportions, score_reads,
+    LOGREG_METHODS, METHODS, MODEL_METHODS, REFERENCE_METHODS, DeconvResult, logreg_loglik, proportions_from_loglik,
+    reference_proportions, score_reads,
 )
 from tissuebert.errors import TissueBertError
 from tissuebert.evaluate.evaluate import resolve_device
@@ -110,6 +111,19 @@ def _atlas_uxm(atlas_path: Path, input_path: Path | None, n_boot: int, ci_level:
     return DeconvResult(list(atlas.tissues), "uxm", est, low, high, est * n_reads, n_reads, ci_level)
 
 
+def _logreg_em(store: Store, sample: SampleInput, config: Config, *, n_boot: int, ci_level: float,
+               seed: int) -> DeconvResult:
+    """EM over the likelihoods of the simple rival fit on the store's training split (prior divided out)."""
+    from tissuebert.train.logreg import fit_logreg
+
+    fit = fit_logreg(store, min_cpgs=config.data.min_cpgs, seed=config.train.seed)
+    loglik = logreg_loglik(fit, sample.panel, sample.window_idx, sample.calls)
+    res = proportions_from_loglik(loglik, sample.counts, fit.tissues, method="em", n_boot=n_boot, ci_level=ci_level,
+                                  seed=seed, max_iter=config.eval.em_max_iter, tol=config.eval.em_tol)
+    res.method = LOGREG.METHOD
+    return res
+
+
 def deconvolve_sample(out: Path, *, checkpoint: Path | None, methods: list[str], input_path: Path | None = None,
                       fmt: str | None = None, cpg_index: Path | None = None, reference: Path | None = None,
                       store_root: Path | None = None, sample_id: str | None = None, atlas: Path | None = None,
@@ -117,12 +131,14 @@ def deconvolve_sample(out: Path, *, checkpoint: Path | None, methods: list[str],
                       posteriors: bool = True, device: str | None = None, precision: str = "auto",
                       force: bool = False) -> list[DeconvResult]:
     """Deconvolve one sample by each method in ``methods`` and write the outputs to ``out``."""
-    unknown = [m for m in methods if m not in MODEL_METHODS + REFERENCE_METHODS]
+    unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise TissueBertError(f"unknown method {unknown[0]!r}; choose from {', '.join(MODEL_METHODS + REFERENCE_METHODS)}")
+        raise TissueBertError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
     need_model = any(m in MODEL_METHODS for m in methods)
     if need_model and checkpoint is None:
         raise TissueBertError(f"method(s) {', '.join(m for m in methods if m in MODEL_METHODS)} need --checkpoint")
+    if store_root is None and any(m in LOGREG_METHODS for m in methods):
+        raise TissueBertError("method logreg is fit on a store's training split", hint="pass --store STORE")
     state = load_checkpoint(checkpoint) if checkpoint is not None else None
     config = checkpoint_config(state, checkpoint) if state is not None else Config()
     n_boot = config.eval.bootstrap if n_boot is None else n_boot
@@ -130,7 +146,7 @@ def deconvolve_sample(out: Path, *, checkpoint: Path | None, methods: list[str],
     store = Store.open(store_root) if store_root is not None else None
     results: list[DeconvResult] = []
     sample = None
-    if need_model or (store is not None and any(m in REFERENCE_METHODS for m in methods)):
+    if need_model or (store is not None and any(m in REFERENCE_METHODS + LOGREG_METHODS for m in methods)):
         sample = load_sample(state=state, input_path=input_path, fmt=fmt, cpg_index=cpg_index, reference=reference,
                              store=store, sample_id=sample_id, min_cpgs=config.data.min_cpgs)
         log.info("%s: %d reads (%d unique rows)", sample.source, int(sample.counts.sum()), len(sample.counts))
@@ -145,6 +161,8 @@ def deconvolve_sample(out: Path, *, checkpoint: Path | None, methods: list[str],
             results.append(proportions_from_loglik(loglik, sample.counts, list(state[CKPT.TISSUES]), method=method,
                                                    n_boot=n_boot, ci_level=ci_level, seed=seed,
                                                    max_iter=config.eval.em_max_iter, tol=config.eval.em_tol))
+        elif method in LOGREG_METHODS:
+            results.append(_logreg_em(store, sample, config, n_boot=n_boot, ci_level=ci_level, seed=seed))
         elif method == "uxm" and atlas is not None:
             results.append(_atlas_uxm(atlas, input_path, n_boot, ci_level, seed))
         else:

@@ -13,7 +13,7 @@ from scipy.special import log_softmax
 
 from tissuebert.atomic import atomic_dir
 from tissuebert.config import dump_config
-from tissuebert.constants import CKPT, OUT
+from tissuebert.constants import CKPT, LOGREG, OUT
 from tissuebert.data.eval_set import EvalReads, build_eval_reads
 from tissuebert.data.tokens import TokenTables
 from tissuebert.evaluate.calibration import (
@@ -21,6 +21,7 @@ from tissuebert.evaluate.calibration import (
 )
 from tissuebert.evaluate.oracle import cohort_of_store, oracle_loglik_for_reads
 from tissuebert.evaluate.plots import plot_reliability
+from tissuebert.errors import StoreError
 from tissuebert.progress import get_logger
 from tissuebert.store.store import Store
 from tissuebert.train.checkpoint import checkpoint_config, check_compatible, load_checkpoint, model_from_checkpoint
@@ -72,8 +73,6 @@ def score_split(state: dict[str, Any], store: Store, split: str, *, name: str = 
     reads = build_eval_reads(store, split, max_reads_per_sample=max_reads_per_sample, seed=seed,
                              min_cpgs=config.data.min_cpgs)
     if reads.n_reads == 0:
-        from tissuebert.errors import StoreError
-
         raise StoreError(f"split {split!r} has no reads", path=store.root, hint="choose a split the sample sheet fills")
     model = model_from_checkpoint(state, name)
     dev = resolve_device(device)
@@ -104,15 +103,17 @@ def per_sample_calls(scored: ScoredSplit, tissues: list[str], prior: np.ndarray,
     return rows
 
 
-def _per_tissue_tsv(metrics: dict, tissues: list[str], oracle: dict | None = None) -> str:
-    """One row per tissue; on simulated stores also the oracle's precision / recall / F1."""
-    extra = "\toracle_precision\toracle_recall\toracle_f1" if oracle else ""
+def _per_tissue_tsv(metrics: dict, tissues: list[str], others: dict[str, dict | None] | None = None) -> str:
+    """One row per tissue: the model's precision / recall / F1 / support, then NAME_precision /
+    NAME_recall / NAME_f1 of each other classifier in ``others`` (logreg, oracle) that ran."""
+    others = {k: v for k, v in (others or {}).items() if v is not None}
+    extra = "".join(f"\t{k}_precision\t{k}_recall\t{k}_f1" for k in others)
     lines = ["tissue\tprecision\trecall\tf1\tsupport" + extra]
     for t, name in enumerate(tissues):
         row = (f"{name}\t{metrics['precision'][t]:.6f}\t{metrics['recall'][t]:.6f}\t"
                f"{metrics['f1'][t]:.6f}\t{int(metrics['support'][t])}")
-        if oracle:
-            row += f"\t{oracle['precision'][t]:.6f}\t{oracle['recall'][t]:.6f}\t{oracle['f1'][t]:.6f}"
+        for other in others.values():
+            row += f"\t{other['precision'][t]:.6f}\t{other['recall'][t]:.6f}\t{other['f1'][t]:.6f}"
         lines.append(row)
     return "\n".join(lines) + "\n"
 
@@ -150,13 +151,18 @@ def split_metrics(scored: ScoredSplit, tissues: list[str], *, temperature: float
 def evaluate_split(checkpoint: str | Path | dict[str, Any], store: str | Path | Store, split: str,
                    out: str | Path, *, force: bool = False, max_reads_per_sample: int | None = None,
                    seed: int = 0, device: str | None = None, batch_size: int | None = None,
-                   precision: str = "auto", truth_dir: str | Path | None = None) -> dict:
+                   precision: str = "auto", truth_dir: str | Path | None = None, logreg: bool = True) -> dict:
     """Evaluate ``checkpoint`` on ``split`` of ``store`` and write DIR/{metrics.json, per_tissue.tsv,
     confusion.tsv, confusion.png, reliability.png, per_sample.tsv}. Returns the metrics dict.
 
     On a simulated store (``truth_dir``, or found from the store's provenance) the same reads are
     also classified by the oracle (exact likelihoods, uniform prior): metrics["oracle"] and the
     oracle_* columns of per_tissue.tsv are the Bayes-optimal ceiling.
+
+    With ``logreg`` (default) the simple rival is fit on the store's train split (same
+    ``min_cpgs`` and seed as the checkpoint's training) and scores the same reads:
+    metrics["logreg"] and the logreg_* columns; metrics["notes"] says plainly when the model's
+    balanced accuracy is not above it.
     """
     state, name = as_state(checkpoint)
     store = store if isinstance(store, Store) else Store.open(store)
@@ -168,6 +174,7 @@ def evaluate_split(checkpoint: str | Path | dict[str, Any], store: str | Path | 
     res = split_metrics(scored, tissues, temperature=temperature, ece_bins=config.eval.ece_bins)
     cls = res["classification"]
     samples = per_sample_calls(scored, tissues, class_prior(state), temperature)
+    rival = _logreg_metrics(store, scored, tissues, config) if logreg else None
     oracle = _oracle_metrics(store, scored, tissues, truth_dir, config.eval.ece_bins)
     metrics = {
         "checkpoint": name, "store": str(store.root), "split": split, "n_reads": int(scored.reads.n_reads),
@@ -180,12 +187,20 @@ def evaluate_split(checkpoint: str | Path | dict[str, Any], store: str | Path | 
                        for i, t in enumerate(tissues)},
         "per_sample": samples,
     }
+    summary = ("accuracy", "balanced_accuracy", "macro_f1", "ece", "nll")
+    notes = []
+    if rival is not None:
+        metrics["logreg"] = {**{k: rival[k] for k in summary}, "fit": rival["fit"]}
+        if not metrics["balanced_accuracy"] > rival["balanced_accuracy"]:
+            notes.append(f"The transformer adds nothing over logreg on this data: its balanced accuracy "
+                         f"{metrics['balanced_accuracy']:.4f} is not above logreg's {rival['balanced_accuracy']:.4f}.")
     if oracle is not None:
-        metrics["oracle"] = {k: oracle[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "ece", "nll")}
+        metrics["oracle"] = {k: oracle[k] for k in summary}
+    metrics["notes"] = notes
     with atomic_dir(out, force=force) as tmp:
         (tmp / OUT.METRICS).write_text(to_json(metrics))
         dump_config(config, tmp / OUT.CONFIG)  # the checkpoint's resolved config, beside its results
-        (tmp / OUT.PER_TISSUE).write_text(_per_tissue_tsv(cls, tissues, oracle))
+        (tmp / OUT.PER_TISSUE).write_text(_per_tissue_tsv(cls, tissues, {LOGREG.METHOD: rival, "oracle": oracle}))
         (tmp / OUT.CONFUSION_TSV).write_text(_confusion_tsv(cls["confusion"], tissues))
         (tmp / OUT.PER_SAMPLE).write_text(_per_sample_tsv(samples))
         write_confusion(np.asarray(cls["confusion"]), tissues, tmp / OUT.CONFUSION_PNG, None,
@@ -193,7 +208,28 @@ def evaluate_split(checkpoint: str | Path | dict[str, Any], store: str | Path | 
         plot_reliability(res["bins"], tmp / OUT.RELIABILITY_PNG, res["ece"])
     log.info("%s: accuracy %.4f, balanced %.4f, macro F1 %.4f, ECE %.4f over %d reads", split, metrics["accuracy"],
              metrics["balanced_accuracy"], metrics["macro_f1"], metrics["ece"], metrics["n_reads"])
+    for note in notes:
+        log.warning("%s", note)
     return metrics
+
+
+def _logreg_metrics(store: Store, scored: ScoredSplit, tissues: list[str], config) -> dict | None:
+    """The simple rival fit on the store's train split, on the same reads as the model."""
+    from tissuebert.train.logreg import fit_logreg
+
+    try:
+        fit = fit_logreg(store, min_cpgs=config.data.min_cpgs, seed=config.train.seed)
+    except StoreError as exc:  # e.g. an evaluation-only store without a train split
+        log.warning("logreg skipped: %s", exc)
+        return None
+    logits = fit.logits(store.panel, scored.reads.window_idx, scored.reads.calls)
+    res = split_metrics(ScoredSplit(scored.reads, logits), tissues, temperature=1.0, ece_bins=config.eval.ece_bins)
+    cls = res["classification"]
+    log.info("logreg on the same reads: accuracy %.4f, balanced %.4f, macro F1 %.4f", cls["accuracy"],
+             cls["balanced_accuracy"], cls["macro_f1"])
+    fit_info = {k: fit.settings[k] for k in ("n_reads", "lr", "seconds", "split")}
+    return {**{k: cls[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "precision", "recall", "f1")},
+            "ece": res["ece"], "nll": res["nll"], "fit": fit_info}
 
 
 def _oracle_metrics(store: Store, scored: ScoredSplit, tissues: list[str], truth_dir: str | Path | None,
