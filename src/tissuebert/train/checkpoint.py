@@ -7,6 +7,7 @@ the reference genome, and so a mismatched input is refused on load.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,19 @@ from tissuebert.model.tissuebert import TissueBERT, build_model
 REQUIRED_KEYS = (CKPT.MODEL, CKPT.CONFIG, CKPT.TISSUES, CKPT.PANEL_HASH, CKPT.EPOCH, CKPT.GLOBAL_STEP)
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` atomically (tmp file, then rename); adds the package version."""
+def save_checkpoint(path: str | Path, state: dict[str, Any], *,
+                    before_rename: Callable[[], None] | None = None) -> None:
+    """Write ``state`` atomically and durably (tmp file, fsync, rename, fsync of the folder).
+
+    Adds the package version. ``before_rename`` runs once the temporary file is complete (the
+    fault-injection tests kill the process there).
+    """
     state = dict(state)
     state[CKPT.VERSION] = __version__
-    with atomic_path(path) as tmp:
+    with atomic_path(path, durable=True) as tmp:
         torch.save(state, tmp)
+        if before_rename is not None:
+            before_rename()
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
