@@ -140,6 +140,7 @@ CKPT = SimpleNamespace(
     VERSION="tissuebert_version",
     MID_EPOCH="mid_epoch",
     NONFINITE="nonfinite_steps",  # steps skipped (non-finite or exploding) since the run began
+    EPOCH_SET="epoch_set",  # the names an epoch end writes this state under (last.pt last)
     INIT_FROM="init_from",  # the checkpoint whose weights a run started from (train --init-from), or None
 )
 CKPT_LAST = "last.pt"

@@ -304,6 +304,7 @@ def write_epoch_set(run: Run, names: list[str], faults: dict, epochs_done: int) 
     were written and synced before any of these.
     """
     state = checkpoint_state(run, mid_epoch=False)
+    state[CKPT.EPOCH_SET] = names  # lets a resume that finds last.pt lost complete the set
     for name in names:
         save_checkpoint(run.ckpt_dir / name, state,
                         before_rename=lambda stage=f"{name}.tmp": _fault_kill(faults, epochs_done, stage))

@@ -147,8 +147,12 @@ def _tidy_checkpoints(run_dir: Path, point: ResumePoint, info: DistInfo) -> None
         mid.unlink()  # older than last.pt: a kill came between writing last.pt and removing it
     if (point.path.parent == ckpt_dir and not point.state[CKPT.MID_EPOCH]
             and (not last.is_file() or last in point.unreadable)):
-        save_checkpoint(last, point.state)  # last.pt was lost: the newest epoch end takes its place
-        log.warning("rewrote %s from %s", last, point.path.name)
+        # last.pt was lost, or its epoch's set was cut short before it: the newest epoch end found is
+        # committed again, under every name its epoch end writes (last.pt last), as that epoch end would
+        for name in point.state.get(CKPT.EPOCH_SET) or [CKPT_LAST]:
+            save_checkpoint(ckpt_dir / name, point.state)
+        log.warning("completed the checkpoint set of epoch %d from %s", int(point.state[CKPT.EPOCH]),
+                    point.path.name)
 
 
 def _resolve_resume(config: Config, point: ResumePoint, overrides: Collection[str]) -> Config:
