@@ -62,13 +62,13 @@ def test_init_from_starts_a_new_run_from_the_weights(marker_store, source_run, t
     source = source_run / RUN.CHECKPOINTS / "last.pt"
     run = tmp_path / "finetune"
     # a learning rate of 1e-12 leaves the weights where they started: they must be the source's
-    assert main(train_args(marker_store, run, "train.steps_per_epoch=2", "train.max_lr=1e-12")
+    assert main(train_args(marker_store, run, "train.max_lr=1e-12")
                 + ["--init-from", str(source)]) == 0
     state, start = load_checkpoint(run / RUN.CHECKPOINTS / "last.pt"), load_checkpoint(source)
     for key, value in start[CKPT.MODEL].items():
         assert torch.allclose(state[CKPT.MODEL][key], value, rtol=0, atol=1e-9), key
     assert state[CKPT.INIT_FROM] == str(source)
-    assert state[CKPT.GLOBAL_STEP] == 2 and state[CKPT.OPTIMIZER]["state"][0]["step"] == 2  # a fresh optimiser
+    assert state[CKPT.GLOBAL_STEP] == 5 and state[CKPT.OPTIMIZER]["state"][0]["step"] == 5  # a fresh optimiser
     assert state[CKPT.RESUME_COUNT] == 0
 
 
@@ -80,5 +80,6 @@ def test_init_from_refusals(marker_store, source_run, tmp_path, capsys, extra, m
     source = source_run / RUN.CHECKPOINTS / "last.pt"
     extra = [str(source) if e == "SOURCE" else e for e in extra]
     assert main(train_args(marker_store, tmp_path / "bad") + ["--init-from", str(source), *extra]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and message in err[0]
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tissuebert: error")]
+    assert len(errors) == 1 and message in errors[0]
+    assert not (tmp_path / "bad" / RUN.CHECKPOINTS).exists()
