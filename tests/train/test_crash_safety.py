@@ -138,7 +138,15 @@ def test_final_epoch_kill_before_last_leaves_best_files_right(marker_store, refe
 
 
 # --------------------------------------------------------------------------------------------
-def damaged_copy(reference, tmp_path, *, remove=(), truncate=()):
+def scramble(path):
+    """Overwrite bytes in the middle of a file: torch.load alone would read it without complaint."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+
+
+def damaged_copy(reference, tmp_path, *, remove=(), truncate=(), scrambled=()):
     run = tmp_path / "run"
     shutil.copytree(reference, run)
     for name in remove:
@@ -146,6 +154,8 @@ def damaged_copy(reference, tmp_path, *, remove=(), truncate=()):
     for name in truncate:
         path = run / RUN.CHECKPOINTS / name
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    for name in scrambled:
+        scramble(run / RUN.CHECKPOINTS / name)
     return run
 
 
@@ -161,12 +171,12 @@ def test_resume_auto_without_last_and_mid_epoch_loses_nothing(marker_store, refe
 
 
 def test_resume_falls_back_past_corrupt_checkpoints_and_replays(marker_store, reference, tmp_path, capsys):
-    run = damaged_copy(reference, tmp_path, truncate=["last.pt", "epoch_0002.pt"],
+    run = damaged_copy(reference, tmp_path, scrambled=["last.pt"], truncate=["epoch_0002.pt"],
                        remove=[n for n in ("best_loss.pt", "best_acc.pt")
                                if load_checkpoint(reference / RUN.CHECKPOINTS / n)[CKPT.EPOCH] == 2])
     assert main(train_args(marker_store, run, "--resume", "auto")) == 0
     err = capsys.readouterr().err
-    assert "last.pt: cannot read checkpoint" in err or "cannot resume from" in err
+    assert "last.pt: checkpoint is damaged" in err and "fails its CRC check" in err
     assert "epoch_0001.pt (epoch 1, global step 10), the newest readable checkpoint" in err
     assert_same_run(run, reference)  # epoch 2 replayed from epoch_0001.pt: every file as uninterrupted
 

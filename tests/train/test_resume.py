@@ -113,6 +113,26 @@ def test_sigusr1_requeues_and_resumes_exactly(marker_store, reference, tmp_path,
         assert [r[key] for r in cut] == [r[key] for r in whole], key
 
 
+@pytest.mark.parametrize("damaged", ["mid_epoch.pt", "last.pt"])
+def test_a_damaged_checkpoint_does_not_block_resume(marker_store, reference, tmp_path, monkeypatch, capsys, damaged):
+    """A damaged last.pt or mid_epoch.pt: resume continues from the other and still ends bit-identical."""
+    run = tmp_path / "damaged"
+    monkeypatch.setenv(ENV_FAULT_SIGNAL, f"{STOP_STEP}:SIGUSR1")
+    assert main(train_args(marker_store, run)) == 3
+    monkeypatch.delenv(ENV_FAULT_SIGNAL)
+    path = run / RUN.CHECKPOINTS / damaged
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 64] = bytes(64)  # inside the weights: only the CRC check sees it
+    path.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(train_args(marker_store, run, "--resume", "auto")) == 0
+    err = capsys.readouterr().err
+    assert f"cannot resume from {path}: checkpoint is damaged" in err
+    other = "last.pt" if damaged == "mid_epoch.pt" else "mid_epoch.pt"
+    assert f"resumed from {run / RUN.CHECKPOINTS / other}" in err
+    assert_same_weights(weights(run), weights(reference))
+
+
 def test_resume_cap_refuses_only_resumes_without_progress(marker_store, reference, tmp_path, fake_scontrol,
                                                          monkeypatch, capsys):
     run = tmp_path / "capped"

@@ -7,6 +7,7 @@ the reference genome, and so a mismatched input is refused on load.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError("checkpoint not found", path=path, hint="pass a .pt file from RUN/checkpoints/")
+    _check_crc(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
@@ -54,6 +56,22 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"not a tissuebert checkpoint: lacks {', '.join(missing)}", path=path)
     return state
+
+
+def _check_crc(path: Path) -> None:
+    """torch.load does not check the CRC32 of the records in its zip archive: damaged tensor bytes would
+    load as wrong weights. Read every record once and compare (about 1 s per GB)."""
+    if not zipfile.is_zipfile(path):
+        return  # truncated (torch.load then fails) or a legacy, non-zip checkpoint
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise CheckpointError(f"cannot read checkpoint ({exc})", path=path,
+                              hint="the file is damaged; use another checkpoint") from None
+    if bad is not None:
+        raise CheckpointError(f"checkpoint is damaged: record {bad.split('/', 1)[-1]} fails its CRC check", path=path,
+                              hint="the file changed after it was written; use another checkpoint")
 
 
 def checkpoint_config(state: dict[str, Any], path: str | Path = "checkpoint") -> Config:

@@ -140,7 +140,8 @@ def train_epoch(run: Run, logger: RunLogger, stop: StopRequest, faults: dict) ->
                     path=run.ckpt_dir / CKPT_MID_EPOCH,
                     hint="in a new run lower train.max_lr or use train.precision=fp32 or bf16, or check the store "
                          "for corrupt reads; to accept more skips, resume with --resume auto and a larger "
-                         "--set train.max_nonfinite=N / train.max_skipped_frac=F")
+                         "--set train.max_nonfinite=N / train.max_skipped_frac=F, or with --set "
+                         "train.spike_factor=null if the warnings show finite spikes")
             reason = stop.requested
             if all_reduce_sum([1.0 if reason else 0.0], info)[0] > 0:
                 _save_mid_epoch(run, time.time() - t_epoch)
@@ -164,16 +165,21 @@ def _step_verdict(run: Run, loss: float, grad_norm: float) -> bool:
     """True when a step whose reduced loss and gradient norm are finite must still be skipped (a spike).
 
     Every rank sees the same all-reduced loss and gradient norm, so every rank decides alike and
-    keeps the same averages. Only accepted steps feed the averages: a spike cannot raise them.
+    keeps the same averages. Only accepted steps feed the averages: a spike cannot raise them. A
+    loss below chance level (ln C) or a gradient norm below the clipping norm is never a spike, so
+    a converged model's tiny averages cannot make ordinary steps look like explosions.
     """
-    pos, factor = run.position, run.config.train.spike_factor
+    pos, cfg = run.position, run.config.train
+    factor = cfg.spike_factor
     accepted = pos.global_step - pos.skipped_total
     grad_known = math.isfinite(grad_norm)  # an fp16 overflow (GradScaler's business) says nothing
-    if factor is not None and accepted >= GUARD_WARMUP and (
-            loss > factor * pos.loss_avg or (grad_known and grad_norm > factor * pos.grad_norm_avg)):
-        log.warning("global step %d skipped: loss %.4g / gradient norm %.4g against running averages %.4g / %.4g "
-                    "(train.spike_factor = %g)", pos.global_step, loss, grad_norm, pos.loss_avg, pos.grad_norm_avg,
-                    factor)
+    loss_limit = max(factor * pos.loss_avg, math.log(len(run.store.tissues))) if factor else math.inf
+    grad_limit = max(factor * pos.grad_norm_avg, cfg.grad_clip) if factor else math.inf
+    if accepted >= GUARD_WARMUP and (loss > loss_limit or (grad_known and grad_norm > grad_limit)):
+        if run.info.is_main:
+            log.warning("global step %d skipped: loss %.4g / gradient norm %.4g against running averages %.4g / "
+                        "%.4g (train.spike_factor = %g)", pos.global_step, loss, grad_norm, pos.loss_avg,
+                        pos.grad_norm_avg, factor)
         return True
     first = accepted == 0
     pos.loss_avg = loss if first else GUARD_EMA * pos.loss_avg + (1 - GUARD_EMA) * loss

@@ -191,7 +191,7 @@ def record_resume(run_dir: Path, global_step: int, source: Path | None, max_resu
 
 
 # limits an operator may change when resuming, with --set: they decide when to stop, not what is computed
-SETTABLE_ON_RESUME = ("train.max_resumes", "train.max_nonfinite", "train.max_skipped_frac")
+SETTABLE_ON_RESUME = ("train.max_resumes", "train.max_nonfinite", "train.max_skipped_frac", "train.spike_factor")
 
 
 def resume_config(given: Config, saved: Config, overrides: Collection[str] = ()) -> Config:
