@@ -110,7 +110,8 @@ def _prepare_run_dir(run_dir: Path, point: ResumePoint, *, resume: str | None, f
             raise CheckpointError(
                 f"no readable checkpoint in {run_dir / RUN.CHECKPOINTS} "
                 f"({'; '.join(f'{p.name}: {why}' for p, why in point.unreadable.items())}); nothing was changed",
-                hint="pass --resume PATH with a good copy, or --force to delete this run and start over")
+                hint="put a good copy under the same name in RUN/checkpoints/ and run again, or pass --force to "
+                     "delete this run and start over")
         foreign = [name for name in entries if name not in RUN_ENTRIES]
         if foreign:
             raise OutputExistsError(f"not a tissuebert run folder (holds {', '.join(foreign[:3])}); --resume auto "
@@ -123,9 +124,10 @@ def _prepare_run_dir(run_dir: Path, point: ResumePoint, *, resume: str | None, f
         else:
             log.info("no checkpoint in %s: starting a new run", run_dir / RUN.CHECKPOINTS)
     elif entries:
+        a_run = all(name in RUN_ENTRIES for name in entries)
         raise OutputExistsError("output already exists", path=run_dir,
-                                hint="choose another --out, pass --resume auto to continue it, or --force to "
-                                     "overwrite it")
+                                hint="choose another --out, " + ("pass --resume auto to continue it, " if a_run else "")
+                                     + "or pass --force to overwrite it")
     if point.state is None:
         (run_dir / RUN.STOP).unlink(missing_ok=True)  # a stale stop request of an earlier run
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -194,7 +196,6 @@ def setup_run(config: Config, store_root: str | Path, run_dir: str | Path, *, re
     config, state, resumed_from = _resolve_resume(config, point, overrides), point.state, point.path
     restarted = _prepare_run_dir(run_dir, point, resume=resume, force=force, info=info)
     _tidy_checkpoints(run_dir, point, info)
-    resume_count = _count_resume(run_dir, point, restarted, config, info)
     barrier(info)
     configure_torch(config, info)
 
@@ -214,13 +215,14 @@ def setup_run(config: Config, store_root: str | Path, run_dir: str | Path, *, re
     run = Run(config=config, run_dir=run_dir, info=info, store=store, sampler=sampler, val=val, model=model,
               raw_model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, loss_fn=build_loss(cfg),
               steps_per_epoch=steps_per_epoch, total_steps=total_steps, position=position,
-              resume_count=resume_count, resumed_from=resumed_from, restarted=restarted)
+              resumed_from=resumed_from, restarted=restarted)
     if state is not None:
         _restore(run, state)
         if init_from is not None:
             log.info("--init-from ignored: %s already holds a checkpoint to continue", run_dir)
     elif init_from is not None:
         run.init_from = load_init_weights(model, init_from, tissues=store.tissues, panel_hash=store.panel_hash)
+    run.resume_count = _count_resume(run_dir, point, restarted, config, info)  # once every check has passed
     if info.enabled:
         run.model = DistributedDataParallel(model, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
     if info.is_main:
@@ -255,8 +257,8 @@ def _restore(run: Run, state: dict[str, Any]) -> None:
         # a mid-epoch checkpoint holds the read counts of all ranks; rank 0 carries them on alone
         run.position.epoch_sums["correct"] = run.position.epoch_sums["seen"] = 0.0
     restore_rng(state.get(CKPT.RNG))
-    log.info("resumed from %s at epoch %d, step %d (global step %d); resume %d of the run",
-             run.resumed_from, saved.epoch + 1, saved.step, saved.global_step, run.resume_count)
+    log.info("resumed from %s at epoch %d, step %d (global step %d)", run.resumed_from, saved.epoch + 1, saved.step,
+             saved.global_step)
 
 
 def _count_resume(run_dir: Path, point: ResumePoint, restarted: bool, config: Config, info: DistInfo) -> int:
@@ -266,4 +268,7 @@ def _count_resume(run_dir: Path, point: ResumePoint, restarted: bool, config: Co
     if point.state is not None and int(point.state[CKPT.EPOCH]) >= config.train.epochs:
         return int(point.state.get(CKPT.RESUME_COUNT, 0))
     step = int(point.state[CKPT.GLOBAL_STEP]) if point.state is not None else 0
-    return record_resume(run_dir, step, point.path, config.train.max_resumes)
+    count = record_resume(run_dir, step, point.path, config.train.max_resumes)
+    log.info("resume %d of the run (train.max_resumes = %d in a row without progress)", count,
+             config.train.max_resumes)
+    return count

@@ -182,7 +182,7 @@ def record_resume(run_dir: Path, global_step: int, source: Path | None, max_resu
             f"(train.max_resumes = {max_resumes}); refusing to resume again", path=path,
             hint="inspect logs/epochs.csv (skipped_steps, epoch_s) and the job logs for why it keeps failing; then "
                  f"resume with --resume auto --set train.max_resumes={max_resumes + 5}, or start a new run from "
-                 "these weights with --init-from CHECKPOINT")
+                 "these weights with --init-from CHECKPOINT --out NEW_RUN")
     entries.append({"resume": len(entries) + 1, "global_step": global_step,
                     "checkpoint": None if source is None else str(source),
                     "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
