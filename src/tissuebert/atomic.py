@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from tissuebert.errors import OutputExistsError
+
+# the names _tmp_sibling gives: ".{final name}.{mkstemp's random part}.tmp{final suffix}"
+_TMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp(\.[^.]+)?$")
 
 
 def _umask() -> int:
@@ -29,18 +33,49 @@ def _tmp_sibling(path: Path, suffix: str = "") -> Path:
     return Path(name)
 
 
+def fsync_path(path: str | Path) -> None:
+    """Flush a file's or a folder's data and metadata to the disk (a folder: the names in it)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success move it into place, else delete it."""
+def atomic_path(path: str | Path, *, durable: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success move it into place, else delete it.
+
+    ``durable``: fsync the file before the rename and the folder after it, so that a node crash
+    leaves either the old or the new file under the final name, never an empty or lost one.
+    """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_sibling(final, final.suffix)
     try:
         yield tmp
+        if durable:
+            fsync_path(tmp)
         os.replace(tmp, final)
+        if durable:
+            fsync_path(final.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporaries (``.NAME.XXXX.tmp*``) that interrupted atomic writes left in ``folder``.
+
+    Only safe while no other process writes into ``folder`` (the caller holds its lock).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = [p for p in folder.iterdir() if p.is_file() and _TMP_NAME.match(p.name)]
+    for tmp in removed:
+        tmp.unlink(missing_ok=True)
+    return removed
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

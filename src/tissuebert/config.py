@@ -75,8 +75,10 @@ class TrainConfig(_Section):
     seed: int = Field(42, description="Seed of every random stream (sampler, dropout, init).")
     deterministic: bool = Field(False, description="Use deterministic kernels (bit-identical reruns, slower on GPU).")
     checkpoint_every: int = Field(5, ge=1, description="Write epoch_NNNN.pt every this many epochs.")
-    max_resumes: int = Field(5, ge=1, description="Refuse to resume once a run has been resumed this many times.")
-    max_nonfinite: int = Field(20, ge=1, description="Stop (with a checkpoint) after this many non-finite steps in a row.")
+    max_resumes: int = Field(5, ge=1, description="Refuse a resume once this many resumes in a row started from the same global step (the run never got further); --set on resume changes it.")
+    max_nonfinite: int = Field(20, ge=1, description="Stop (with a checkpoint, exit 2) after this many skipped steps in a row, counted across epochs and resumes; --set on resume changes it.")
+    max_skipped_frac: float = Field(0.1, ge=0, le=1, description="Also stop once more than max_nonfinite steps were skipped in total and they exceed this fraction of all steps run; --set on resume changes it.")
+    spike_factor: float | None = Field(100.0, gt=1, description="Skip (and count) a step whose loss or pre-clip gradient norm exceeds this many times the running average of accepted steps (from the 10th on); null = skip non-finite steps only.")
     log_every: int = Field(100, ge=1, description="Write a steps.csv row every this many optimizer steps.")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; null = torch's default.")
 

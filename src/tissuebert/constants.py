@@ -139,7 +139,9 @@ CKPT = SimpleNamespace(
     CALIBRATION="calibration",  # dict: split, n_reads, nll/ece before and after temperature scaling
     VERSION="tissuebert_version",
     MID_EPOCH="mid_epoch",
-    NONFINITE="nonfinite_steps",
+    NONFINITE="nonfinite_steps",  # steps skipped (non-finite or exploding) since the run began
+    EPOCH_SET="epoch_set",  # the names an epoch end writes this state under (last.pt last)
+    INIT_FROM="init_from",  # the checkpoint whose weights a run started from (train --init-from), or None
 )
 CKPT_LAST = "last.pt"
 CKPT_BEST_LOSS = "best_loss.pt"
@@ -157,6 +159,8 @@ RUN = SimpleNamespace(
     PER_TISSUE_CSV="per_tissue.csv",
     STEPS_CSV="steps.csv",
     STOP="STOP",  # touch RUN/STOP to make a running `train` checkpoint and stop at the next step
+    LOCK=".lock",  # held (flock) by the one process that writes the run
+    RESUMES="resumes.json",  # every resume: global step, checkpoint, time (the resume cap counts these)
 )
 
 # A fitted logistic regression's saved state (train/logreg.py)

@@ -1,7 +1,9 @@
-"""DDP on CPU: torchrun with 2 processes (gloo)."""
+"""DDP on CPU: torchrun with 2 processes (gloo): metrics, clean exits, a stop and resume."""
 
 from __future__ import annotations
 
+import csv
+import os
 import re
 import subprocess
 import sys
@@ -16,18 +18,39 @@ from tissuebert.data.tokens import TokenTables
 from tissuebert.store.store import Store
 from tissuebert.train.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
 from tissuebert.train.infer import predict_logits
+from tissuebert.train.loop import ENV_FAULT_SIGNAL
 from tissuebert.train.metrics import classification_metrics
 
 from trainhelpers import FAST, sets
 
+# fresh 2-rank runs whose exit code is checked on top of the others (raise it to hunt shutdown races)
+EXTRA_RUNS = int(os.environ.get("TISSUEBERT_TEST_DDP_RUNS", "1"))
 
-def test_torchrun_two_ranks_on_cpu(marker_store, tmp_path):
-    run = tmp_path / "ddp"
+
+def torchrun(store, run, *extra, env=None):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "tissuebert", "train", "--store", str(marker_store), "--out", str(run),
-           *sets(*FAST, "train.epochs=2", "train.steps_per_epoch=8", "train.accum_steps=2")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+           "-m", "tissuebert", "train", "--store", str(store), "--out", str(run),
+           *sets(*FAST, "train.epochs=2", "train.steps_per_epoch=8", "train.accum_steps=2",
+                 "train.deterministic=true"), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+
+
+@pytest.fixture(scope="module")
+def ddp_run(marker_store, tmp_path_factory):
+    run = tmp_path_factory.mktemp("ddp") / "ddp"
+    proc = torchrun(marker_store, run)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return run, proc
+
+
+def epoch_rows(run):
+    with open(run / RUN.LOGS / RUN.EPOCHS_CSV, newline="") as fh:
+        return [{k: r[k] for k in ("epoch", "global_step", "train_loss", "train_acc", "val_loss", "val_acc",
+                                   "skipped_steps")} for r in csv.DictReader(fh)]
+
+
+def test_torchrun_two_ranks_on_cpu(marker_store, ddp_run):
+    run, proc = ddp_run
 
     # ranks draw different batches: rank 0 logs a digest of each rank's first batch per epoch
     digests = re.findall(r"first-batch digest per rank: (\w+) (\w+)", proc.stderr)
@@ -52,3 +75,25 @@ def test_torchrun_two_ranks_on_cpu(marker_store, tmp_path):
     loss = float(torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(val.labels)))
     assert reported["loss"] == pytest.approx(loss, rel=1e-5)
     assert np.isfinite(state[CKPT.BEST_LOSS])
+
+
+def test_stop_and_resume_under_ddp_reports_the_same_metrics(marker_store, ddp_run, tmp_path):
+    """A stop mid-epoch 2 and a resume: the cut epoch's train_acc sums the reads of both ranks once."""
+    reference, _ = ddp_run
+    run = tmp_path / "stopped"
+    proc = torchrun(marker_store, run, env={**os.environ, ENV_FAULT_SIGNAL: "11:SIGUSR1"})
+    assert proc.returncode != 0  # stopped and not requeued: rank 0 exits 3
+    assert load_checkpoint(run / RUN.CHECKPOINTS / "mid_epoch.pt")[CKPT.GLOBAL_STEP] == 11
+    proc = torchrun(marker_store, run, "--resume", "auto")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert epoch_rows(run) == epoch_rows(reference)
+    a, b = (load_checkpoint(r / RUN.CHECKPOINTS / "last.pt")[CKPT.MODEL] for r in (run, reference))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_completed_ddp_runs_exit_zero(marker_store, tmp_path):
+    """Every rank passes a barrier and destroys the process group before it exits."""
+    for i in range(EXTRA_RUNS):
+        proc = torchrun(marker_store, tmp_path / f"run{i}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "terminate called" not in proc.stderr

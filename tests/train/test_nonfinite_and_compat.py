@@ -43,9 +43,10 @@ def test_repeated_nan_stops_with_checkpoint(marker_store, tmp_path, monkeypatch,
     rc = main(["train", "--store", str(marker_store), "--out", str(run), *ARGS, *sets("train.max_nonfinite=3")])
     assert rc == 2
     err = capsys.readouterr().err
-    assert "3 non-finite steps in a row" in err and "train.max_lr" in err
+    assert "3 steps in a row skipped" in err and "train.max_lr" in err
     state = load_checkpoint(run / RUN.CHECKPOINTS / "mid_epoch.pt")
     assert state[CKPT.GLOBAL_STEP] == 6 and state[CKPT.NONFINITE] == 3
+    assert state[CKPT.SAMPLER]["skipped_in_a_row"] == 3
 
 
 def test_checkpoint_of_other_store_is_refused(marker_store, other_store, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Exact resume: SIGKILL mid-epoch, SIGUSR1 with SLURM requeue, and the resume cap.
+"""Exact resume: SIGKILL mid-epoch, SIGUSR1 with SLURM requeue, and the resume cap (resumes without progress).
 
 Deterministic mode, 2 epochs x 10 steps; every interruption happens at global step 13, i.e.
 in the middle of epoch 2. A resumed run must end with weights bit-identical to an
@@ -8,7 +8,9 @@ uninterrupted run of the same config, and its logs must hold each epoch and step
 from __future__ import annotations
 
 import csv
+import json
 import os
+import re
 import subprocess
 import sys
 
@@ -17,7 +19,7 @@ import torch
 
 from tissuebert.cli.app import main
 from tissuebert.constants import CKPT, RUN
-from tissuebert.train.checkpoint import load_checkpoint, save_checkpoint
+from tissuebert.train.checkpoint import load_checkpoint
 from tissuebert.train.loop import ENV_FAULT_SIGNAL
 
 from trainhelpers import FAST, sets
@@ -111,25 +113,67 @@ def test_sigusr1_requeues_and_resumes_exactly(marker_store, reference, tmp_path,
         assert [r[key] for r in cut] == [r[key] for r in whole], key
 
 
-def test_resume_cap(marker_store, tmp_path, fake_scontrol, monkeypatch, capsys):
+@pytest.mark.parametrize("damaged", ["mid_epoch.pt", "last.pt"])
+def test_a_damaged_checkpoint_does_not_block_resume(marker_store, reference, tmp_path, monkeypatch, capsys, damaged):
+    """A damaged last.pt or mid_epoch.pt: resume continues from the other and still ends bit-identical."""
+    run = tmp_path / "damaged"
+    monkeypatch.setenv(ENV_FAULT_SIGNAL, f"{STOP_STEP}:SIGUSR1")
+    assert main(train_args(marker_store, run)) == 3
+    monkeypatch.delenv(ENV_FAULT_SIGNAL)
+    path = run / RUN.CHECKPOINTS / damaged
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 64] = bytes(64)  # inside the weights: only the CRC check sees it
+    path.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(train_args(marker_store, run, "--resume", "auto")) == 0
+    err = capsys.readouterr().err
+    assert f"cannot resume from {path}: checkpoint is damaged" in err
+    other = "last.pt" if damaged == "mid_epoch.pt" else "mid_epoch.pt"
+    assert f"resumed from {run / RUN.CHECKPOINTS / other}" in err
+    assert_same_weights(weights(run), weights(reference))
+
+
+def test_resume_cap_refuses_only_resumes_without_progress(marker_store, reference, tmp_path, fake_scontrol,
+                                                         monkeypatch, capsys):
     run = tmp_path / "capped"
     monkeypatch.setenv(ENV_FAULT_SIGNAL, f"{STOP_STEP}:SIGUSR1")
     assert main(train_args(marker_store, run)) == 0
-    # pretend four resumes already happened: this resume is the fifth and last allowed
-    path = run / RUN.CHECKPOINTS / "mid_epoch.pt"
-    state = load_checkpoint(path)
-    state[CKPT.RESUME_COUNT] = 4
-    save_checkpoint(path, state)
-    monkeypatch.setenv(ENV_FAULT_SIGNAL, f"{STOP_STEP + 2}:SIGUSR1")
-    fake_scontrol.unlink()
-    assert main(train_args(marker_store, run, "--resume", "auto")) == 3  # stopped, not requeued
-    assert not fake_scontrol.exists()  # no resumes left: scontrol was not called
-    assert load_checkpoint(path)[CKPT.RESUME_COUNT] == 5
-    capsys.readouterr()
     monkeypatch.delenv(ENV_FAULT_SIGNAL)
-    assert main(train_args(marker_store, run, "--resume", "auto")) == 2  # the sixth resume
+    # five resumes already started from this checkpoint and died before getting further (crashes)
+    ledger = [{"resume": i + 1, "global_step": STOP_STEP, "checkpoint": "mid_epoch.pt", "time": "t"} for i in range(5)]
+    (run / RUN.RESUMES).write_text(json.dumps(ledger))
+    capsys.readouterr()
+    assert main(train_args(marker_store, run, "--resume", "auto")) == 2
     err = capsys.readouterr().err
-    assert "already resumed 5 times" in err and "epochs.csv" in err
+    assert f"resumed 5 times in a row from global step {STOP_STEP} and never got further" in err
+    assert "epochs.csv" in err and "--init-from" in err
+    assert json.loads((run / RUN.RESUMES).read_text()) == ledger  # a refused resume changes nothing
+    # the command the message suggests is accepted: the operator raises the cap at resume time
+    suggested = re.search(r"--resume auto --set (train\.max_resumes=\d+)", err).group(1)
+    assert main(train_args(marker_store, run, "--resume", "auto", "--set", suggested)) == 0
+    state = load_checkpoint(run / RUN.CHECKPOINTS / "last.pt")
+    assert state[CKPT.RESUME_COUNT] == 6 and state[CKPT.GLOBAL_STEP] == 20
+    assert state[CKPT.CONFIG]["train"]["max_resumes"] == 10
+    assert_same_weights(weights(run), weights(reference))
+
+
+def test_graceful_stops_never_exhaust_the_cap(marker_store, reference, tmp_path, fake_scontrol, monkeypatch):
+    """A long run needs many job slots: every stop gets further, so none counts toward the cap."""
+    run = tmp_path / "long"
+    steps = [11, 13, 15, 17]  # four stops and requeues with train.max_resumes = 2
+    for i, step in enumerate(steps):
+        monkeypatch.setenv(ENV_FAULT_SIGNAL, f"{step}:SIGUSR1")
+        resume = ["--resume", "auto"] if i else []
+        assert main(train_args(marker_store, run, *resume, *sets("train.max_resumes=2"))) == 0
+        assert load_checkpoint(run / RUN.CHECKPOINTS / "mid_epoch.pt")[CKPT.GLOBAL_STEP] == step
+    assert fake_scontrol.read_text().split() == ["requeue", "4242"] * len(steps)  # every stop was requeued
+    monkeypatch.delenv(ENV_FAULT_SIGNAL)
+    assert main(train_args(marker_store, run, "--resume", "auto")) == 0
+    state = load_checkpoint(run / RUN.CHECKPOINTS / "last.pt")
+    assert state[CKPT.CONFIG]["train"]["max_resumes"] == 2  # a limit not given again keeps the checkpoint's
+    assert state[CKPT.RESUME_COUNT] == 4 and state[CKPT.GLOBAL_STEP] == 20
+    assert [e["global_step"] for e in json.loads((run / RUN.RESUMES).read_text())] == steps
+    assert_same_weights(weights(run), weights(reference))
 
 
 def test_stop_file_stops_at_next_step(marker_store, tmp_path):

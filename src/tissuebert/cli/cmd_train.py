@@ -13,6 +13,8 @@ from tissuebert.cli.common import ConfigOpt, ForceOpt, OutOpt, PresetOpt, SetOpt
 
 StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="Prepared store directory (see `tissuebert prepare`).")]
 EXIT_STOPPED = 3  # stopped by a signal / stop file and not requeued: resume with --resume auto
+# exit 2 (a TissueBertError): bad input, refused resume, locked run folder, or too many skipped steps / a
+# non-finite validation loss (the run stopped: it never ends 0 with a broken model)
 
 
 def train(
@@ -23,6 +25,7 @@ def train(
     set_: SetOpt = None,
     resume: Annotated[Optional[str], typer.Option("--resume", help="'auto' (continue RUN/checkpoints/last.pt or a newer mid-epoch checkpoint; start fresh if none) or a checkpoint path.")] = None,
     force: ForceOpt = False,
+    init_from: Annotated[Optional[Path], typer.Option("--init-from", help="Start a new run from this checkpoint's weights (same tissues, panel and model shape); optimiser, schedule and counters start afresh.")] = None,
 ) -> int:
     """Train TissueBERT on a store; checkpoints, logs and plots go under --out.
 
@@ -34,7 +37,8 @@ def train(
     from tissuebert.train import run_training
 
     cfg = resolve_config(preset, config, set_)
-    metrics = run_training(cfg, store, out, resume=resume, force=force)
+    overrides = [item.split("=", 1)[0].strip() for item in set_ or []]
+    metrics = run_training(cfg, store, out, resume=resume, force=force, init_from=init_from, overrides=overrides)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return 0
     if metrics.get("stopped"):

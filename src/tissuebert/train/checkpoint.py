@@ -7,6 +7,8 @@ the reference genome, and so a mismatched input is refused on load.
 
 from __future__ import annotations
 
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +24,19 @@ from tissuebert.model.tissuebert import TissueBERT, build_model
 REQUIRED_KEYS = (CKPT.MODEL, CKPT.CONFIG, CKPT.TISSUES, CKPT.PANEL_HASH, CKPT.EPOCH, CKPT.GLOBAL_STEP)
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` atomically (tmp file, then rename); adds the package version."""
+def save_checkpoint(path: str | Path, state: dict[str, Any], *,
+                    before_rename: Callable[[], None] | None = None) -> None:
+    """Write ``state`` atomically and durably (tmp file, fsync, rename, fsync of the folder).
+
+    Adds the package version. ``before_rename`` runs once the temporary file is complete (the
+    fault-injection tests kill the process there).
+    """
     state = dict(state)
     state[CKPT.VERSION] = __version__
-    with atomic_path(path) as tmp:
+    with atomic_path(path, durable=True) as tmp:
         torch.save(state, tmp)
+        if before_rename is not None:
+            before_rename()
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -35,6 +44,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError("checkpoint not found", path=path, hint="pass a .pt file from RUN/checkpoints/")
+    _check_crc(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
@@ -46,6 +56,22 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"not a tissuebert checkpoint: lacks {', '.join(missing)}", path=path)
     return state
+
+
+def _check_crc(path: Path) -> None:
+    """torch.load does not check the CRC32 of the records in its zip archive: damaged tensor bytes would
+    load as wrong weights. Read every record once and compare (about 1 s per GB)."""
+    if not zipfile.is_zipfile(path):
+        return  # truncated (torch.load then fails) or a legacy, non-zip checkpoint
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise CheckpointError(f"cannot read checkpoint ({exc})", path=path,
+                              hint="the file is damaged; use another checkpoint") from None
+    if bad is not None:
+        raise CheckpointError(f"checkpoint is damaged: record {bad.split('/', 1)[-1]} fails its CRC check", path=path,
+                              hint="the file changed after it was written; use another checkpoint")
 
 
 def checkpoint_config(state: dict[str, Any], path: str | Path = "checkpoint") -> Config:

@@ -49,8 +49,16 @@ def setup_distributed() -> DistInfo:
     return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
 
 
-def teardown_distributed(info: DistInfo) -> None:
+def teardown_distributed(info: DistInfo, *, clean: bool = True) -> None:
+    """Destroy the process group; ``clean``: every rank got here (the caller passed a barrier).
+
+    A rank that exits while its process group is alive can abort at interpreter shutdown
+    ("terminate called without an active exception") and turn a finished run into a failed job.
+    After an error there is no barrier (the other ranks may never reach it).
+    """
     if info.enabled and dist.is_initialized():
+        if clean and info.device.type == "cuda":
+            torch.cuda.synchronize(info.device)
         dist.destroy_process_group()
 
 

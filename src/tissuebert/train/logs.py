@@ -8,6 +8,7 @@ step appears once even when a run died between its last checkpoint and its last 
 from __future__ import annotations
 
 import csv
+import os
 import resource
 import sys
 import time
@@ -67,6 +68,10 @@ class _CsvLog:
         self.writer.writerow({k: _fmt(row.get(k, "")) for k in self.columns})
         self.fh.flush()
 
+    def sync(self) -> None:
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+
     def close(self) -> None:
         self.fh.close()
 
@@ -125,6 +130,14 @@ class RunLogger:
         plots = self.run_dir / RUN.PLOTS
         write_confusion(val_metrics["confusion"], self.tissues, plots / f"{stem}.png", plots / f"{stem}.csv",
                         title=f"Validation confusion, epoch {epoch}")
+        self.tb.flush()
+
+    def sync(self) -> None:
+        """Flush every log to the disk (before the epoch's checkpoints: a checkpoint never outlives its rows)."""
+        if not self.enabled:
+            return
+        for log in (self.epochs, self.per_tissue, self.steps):
+            log.sync()
         self.tb.flush()
 
     def close(self) -> None:

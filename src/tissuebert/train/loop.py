@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -26,30 +27,40 @@ from tissuebert.errors import TissueBertError
 from tissuebert.progress import get_logger, make_progress
 from tissuebert.train.batches import BatchStream
 from tissuebert.train.checkpoint import save_checkpoint
-from tissuebert.train.dist import all_reduce_sum, setup_distributed, teardown_distributed
+from tissuebert.train.dist import all_reduce_sum, barrier, setup_distributed, teardown_distributed
 from tissuebert.train.infer import autocast_context, predict_logits
 from tissuebert.train.logs import RunLogger, peak_cpu_mem_mb, peak_gpu_mem_mb
 from tissuebert.train.metrics import ConfusionAccumulator, metrics_from_confusion
+from tissuebert.train.runlock import RunLock
 from tissuebert.train.setup import Run, setup_run
 from tissuebert.train.signals import StopRequest, requeue_slurm_job, slurm_job_id
-from tissuebert.train.state import capture_rng, step_seed
+from tissuebert.train.state import Position, capture_rng, step_seed
 
 log = get_logger("train")
 
 # Fault injection for tests of the recovery paths (documented in docs/training.md):
 # TISSUEBERT_FAULT_NAN_STEPS="3,4"  -> the loss of these global steps becomes NaN
+# TISSUEBERT_FAULT_SPIKE_STEPS="3"  -> the loss of these global steps is multiplied by 1e6 (finite)
 # TISSUEBERT_FAULT_SIGNAL="5:SIGUSR1" -> after global step 5, rank 0 sends itself that signal
+# TISSUEBERT_FAULT_KILL="2:best_acc.pt.tmp" -> rank 0 SIGKILLs itself at that stage of epoch 2's end
+#   (stages in EPOCH_END_STAGES order: "logged", then "<file>.tmp" and "<file>" for each checkpoint written)
 ENV_FAULT_NAN = "TISSUEBERT_FAULT_NAN_STEPS"
+ENV_FAULT_SPIKE = "TISSUEBERT_FAULT_SPIKE_STEPS"
 ENV_FAULT_SIGNAL = "TISSUEBERT_FAULT_SIGNAL"
+ENV_FAULT_KILL = "TISSUEBERT_FAULT_KILL"
+GUARD_WARMUP = 10  # accepted steps before the spike test applies (the averages need a few values)
+GUARD_EMA = 0.9
 
 
 class NonFiniteError(TissueBertError):
-    """Too many non-finite steps in a row: the run stopped with a checkpoint."""
+    """Too many skipped steps, or a non-finite validation loss: the run stopped (exit 2)."""
 
 
 def run_training(config: Config, store: str | Path, out: str | Path, *, resume: str | None = None,
-                 force: bool = False) -> dict:
+                 force: bool = False, init_from: str | Path | None = None, overrides: Collection[str] = ()) -> dict:
     """Train (or resume) a model; returns the final validation metrics.
+
+    ``overrides``: the ``section.key`` names given with --set (a resume takes its limits from them).
 
     If the run was stopped by a signal or a stop file, the metrics of the last finished epoch
     are returned with ``"stopped": <reason>`` and ``"requeued": bool`` added.
@@ -57,13 +68,20 @@ def run_training(config: Config, store: str | Path, out: str | Path, *, resume: 
     info = setup_distributed()
     # thread count and deterministic mode are process-wide: restore them for in-process callers
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    finished = False
     try:
-        run = setup_run(config, store, out, resume=resume, force=force, info=info)
-        return fit(run)
+        # rank 0 alone writes, so rank 0 alone holds the folder's lock, before anything is read
+        with RunLock(out) if info.is_main else contextlib.nullcontext():
+            run = setup_run(config, store, out, resume=resume, force=force, info=info, init_from=init_from,
+                            overrides=overrides)
+            result = fit(run)
+            barrier(info)  # every rank is done with its collectives and rank 0 with its writes
+        finished = True
+        return result
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
-        teardown_distributed(info)
+        teardown_distributed(info, clean=finished)
 
 
 # --------------------------------------------------------------------------------------------
@@ -72,9 +90,9 @@ def fit(run: Run) -> dict:
     if pos.epoch >= cfg.epochs:
         log.info("run already finished (%d epochs); nothing to do", cfg.epochs)
         return dict(run.last_val_metrics)
+    replay = run.resumed_from is not None or run.restarted  # drop log rows past the starting point
     logger = RunLogger(run.run_dir, run.store.tissues, enabled=run.info.is_main,
-                       resume_epoch=pos.epoch if run.resumed_from else None,
-                       resume_step=pos.global_step if run.resumed_from else None)
+                       resume_epoch=pos.epoch if replay else None, resume_step=pos.global_step if replay else None)
     faults = _faults()
     run_start = time.time() - pos.epoch_sums.get("run_seconds", 0.0)
     try:
@@ -83,7 +101,7 @@ def fit(run: Run) -> dict:
                 reason = train_epoch(run, logger, stop, faults)
                 if reason is not None:
                     return _stop(run, reason)
-                end_epoch(run, logger, run_start)
+                end_epoch(run, logger, run_start, faults)
     finally:
         logger.close()
     return dict(run.last_val_metrics)
@@ -96,12 +114,10 @@ def train_epoch(run: Run, logger: RunLogger, stop: StopRequest, faults: dict) ->
     stream = BatchStream(run.sampler, epoch=pos.epoch, first_step=pos.step * cfg.accum_steps,
                          n_steps=(run.steps_per_epoch - pos.step) * cfg.accum_steps, batch_size=cfg.batch_size,
                          rank=info.rank, device=info.device)
-    consecutive_bad = 0
     with stream, _progress(run) as advance:
         t_epoch = time.time()
         while pos.step < run.steps_per_epoch:
             loss, grad_norm, correct, seen, bad = optimizer_step(run, stream, faults)
-            consecutive_bad = consecutive_bad + 1 if bad else 0
             lr = run.optimizer.param_groups[0]["lr"]
             if run.scheduler.last_epoch < run.total_steps - 1:  # OneCycleLR refuses to step past its end
                 run.scheduler.step()
@@ -116,12 +132,16 @@ def train_epoch(run: Run, logger: RunLogger, stop: StopRequest, faults: dict) ->
                              "grad_norm": grad_norm, "skipped_steps": int(sums["skipped"])})
             advance()
             _fire_signal_fault(faults, pos.global_step, info.is_main)
-            if consecutive_bad >= cfg.max_nonfinite:
+            too_many = _too_many_skipped(pos, cfg)
+            if too_many:
                 _save_mid_epoch(run, time.time() - t_epoch)
                 raise NonFiniteError(
-                    f"{consecutive_bad} non-finite steps in a row (train.max_nonfinite = {cfg.max_nonfinite}) at "
-                    f"global step {pos.global_step}; stopped with a checkpoint", path=run.ckpt_dir / CKPT_MID_EPOCH,
-                    hint="lower train.max_lr, use train.precision=fp32 or bf16, or check the store for corrupt reads")
+                    f"{too_many} at global step {pos.global_step}; stopped with a checkpoint",
+                    path=run.ckpt_dir / CKPT_MID_EPOCH,
+                    hint="in a new run lower train.max_lr or use train.precision=fp32 or bf16, or check the store "
+                         "for corrupt reads; to accept more skips, resume with --resume auto and a larger "
+                         "--set train.max_nonfinite=N / train.max_skipped_frac=F, or with --set "
+                         "train.spike_factor=null if the warnings show finite spikes")
             reason = stop.requested
             if all_reduce_sum([1.0 if reason else 0.0], info)[0] > 0:
                 _save_mid_epoch(run, time.time() - t_epoch)
@@ -130,8 +150,50 @@ def train_epoch(run: Run, logger: RunLogger, stop: StopRequest, faults: dict) ->
     return None
 
 
+def _too_many_skipped(pos: Position, cfg) -> str | None:
+    """Why the run must stop for its skipped steps (counted across epochs and resumes), or None."""
+    what = "skipped (non-finite or exploding loss or gradient)"
+    if pos.skipped_in_a_row >= cfg.max_nonfinite:
+        return f"{pos.skipped_in_a_row} steps in a row {what} (train.max_nonfinite = {cfg.max_nonfinite})"
+    if pos.skipped_total > cfg.max_nonfinite and pos.skipped_total > cfg.max_skipped_frac * pos.global_step:
+        return (f"{pos.skipped_total} of {pos.global_step} steps {what}: more than train.max_nonfinite = "
+                f"{cfg.max_nonfinite} and than train.max_skipped_frac = {cfg.max_skipped_frac} of all steps")
+    return None
+
+
+def _step_verdict(run: Run, loss: float, grad_norm: float) -> bool:
+    """True when a step whose reduced loss and gradient norm are finite must still be skipped (a spike).
+
+    Every rank sees the same all-reduced loss and gradient norm, so every rank decides alike and
+    keeps the same averages. Only accepted steps feed the averages: a spike cannot raise them. A
+    loss below chance level (ln C) or a gradient norm below the clipping norm is never a spike, so
+    a converged model's tiny averages cannot make ordinary steps look like explosions.
+    """
+    pos, cfg = run.position, run.config.train
+    factor = cfg.spike_factor
+    accepted = pos.global_step - pos.skipped_total
+    grad_known = math.isfinite(grad_norm)  # an fp16 overflow (GradScaler's business) says nothing
+    loss_limit = max(factor * pos.loss_avg, math.log(len(run.store.tissues))) if factor else math.inf
+    grad_limit = max(factor * pos.grad_norm_avg, cfg.grad_clip) if factor else math.inf
+    if accepted >= GUARD_WARMUP and (loss > loss_limit or (grad_known and grad_norm > grad_limit)):
+        if run.info.is_main:
+            log.warning("global step %d skipped: loss %.4g / gradient norm %.4g against running averages %.4g / "
+                        "%.4g (train.spike_factor = %g)", pos.global_step, loss, grad_norm, pos.loss_avg,
+                        pos.grad_norm_avg, factor)
+        return True
+    first = accepted == 0
+    pos.loss_avg = loss if first else GUARD_EMA * pos.loss_avg + (1 - GUARD_EMA) * loss
+    if grad_known:
+        pos.grad_norm_avg = grad_norm if first else GUARD_EMA * pos.grad_norm_avg + (1 - GUARD_EMA) * grad_norm
+    return False
+
+
 def optimizer_step(run: Run, stream: "BatchStream", faults: dict) -> tuple[float, float, float, float, bool]:
-    """One optimiser step over accum_steps micro-batches: (mean loss, pre-clip grad norm, correct, seen, skipped)."""
+    """One optimiser step over accum_steps micro-batches: (mean loss, pre-clip grad norm, correct, seen, skipped).
+
+    A step is skipped (no update, counted) when its loss or gradients are non-finite on any rank,
+    or when its loss or gradient norm explodes against the running averages (train.spike_factor).
+    """
     cfg, info = run.config.train, run.info
     torch.manual_seed(step_seed(cfg.seed, run.position.global_step, info.rank))  # dropout: pure function of position
     loss_sum, correct, seen = 0.0, 0.0, 0.0
@@ -148,6 +210,8 @@ def optimizer_step(run: Run, stream: "BatchStream", faults: dict) -> tuple[float
             loss = run.loss_fn(logits.float(), labels)
             if run.position.global_step in faults["nan_steps"]:
                 loss = loss * float("nan")
+            if run.position.global_step in faults["spike_steps"]:
+                loss = loss * 1e6
             run.scaler.scale(loss / cfg.accum_steps).backward()
         loss_sum += float(loss.detach())
         correct += float((logits.detach().argmax(dim=1) == labels).sum())
@@ -158,14 +222,18 @@ def optimizer_step(run: Run, stream: "BatchStream", faults: dict) -> tuple[float
     # every rank must take the same decision; gradients are already averaged, losses are not
     bad_local = not math.isfinite(mean_loss) or (not math.isfinite(grad_norm) and not run.scaler.is_enabled())
     loss_total, bad_ranks = all_reduce_sum([mean_loss if not bad_local else 0.0, float(bad_local)], info)
-    bad = bad_ranks > 0
+    nonfinite = bad_ranks > 0
+    mean_loss = float("nan") if nonfinite else loss_total / info.world_size
+    bad = nonfinite or _step_verdict(run, mean_loss, grad_norm)
+    pos = run.position
+    pos.skipped_total += int(bad)
+    pos.skipped_in_a_row = pos.skipped_in_a_row + 1 if bad else 0
     if bad:
         run.scaler.update()  # a scaler (fp16) also lowers its scale on this step
     else:
         run.scaler.step(run.optimizer)  # skips internally when fp16 gradients overflowed
         run.scaler.update()
     run.optimizer.zero_grad(set_to_none=True)
-    mean_loss = float("nan") if bad else loss_total / info.world_size
     return mean_loss, grad_norm, correct, seen, bad
 
 
@@ -189,8 +257,8 @@ def validate(run: Run) -> dict[str, Any]:
     return metrics
 
 
-def end_epoch(run: Run, logger: RunLogger, run_start: float) -> None:
-    """Validate, log, write checkpoints, move the position to the next epoch."""
+def end_epoch(run: Run, logger: RunLogger, run_start: float, faults: dict) -> None:
+    """Validate, log, write the epoch's checkpoint set, move the position to the next epoch."""
     cfg, pos = run.config.train, run.position
     metrics = validate(run)
     # step losses and skip decisions are already agreed across ranks; read counts are per rank
@@ -208,6 +276,13 @@ def end_epoch(run: Run, logger: RunLogger, run_start: float) -> None:
            "samples_per_s": seen / max(epoch_s, 1e-9), "peak_gpu_mem_mb": peak_gpu_mem_mb(run.info.device),
            "peak_cpu_mem_mb": peak_cpu_mem_mb(), "skipped_steps": int(skipped)}
     logger.epoch(row, metrics)
+    if not math.isfinite(metrics["loss"]):
+        # a broken model: no checkpoint of this epoch, no best file chosen from it, a non-zero exit
+        raise NonFiniteError(
+            f"validation loss is {metrics['loss']} after epoch {epochs_done}: the model is broken; no checkpoint "
+            f"was written for this epoch (best_*.pt keep their earlier epochs)", path=run.ckpt_dir,
+            hint="start a new run with a lower train.max_lr or train.precision=fp32, or from an earlier "
+                 "checkpoint's weights with --init-from")
     log.info("epoch %d/%d  train loss %.4f acc %.3f | val loss %.4f acc %.3f macro-F1 %.3f | lr %.2e | %.1f s, ETA %.0f s",
              epochs_done, cfg.epochs, row["train_loss"], row["train_acc"], row["val_loss"], row["val_acc"],
              row["val_macro_f1"], row["lr"], epoch_s, row["eta_s"])
@@ -219,15 +294,28 @@ def end_epoch(run: Run, logger: RunLogger, run_start: float) -> None:
     pos.epoch, pos.step = pos.epoch + 1, 0
     pos.epoch_sums = {"loss": 0.0, "correct": 0.0, "seen": 0.0, "skipped": 0.0, "seconds": 0.0, "run_seconds": elapsed}
     if run.info.is_main:
-        state = checkpoint_state(run, mid_epoch=False)
-        save_checkpoint(run.ckpt_dir / CKPT_LAST, state)
-        if improved_loss:
-            save_checkpoint(run.ckpt_dir / CKPT_BEST_LOSS, state)
-        if improved_acc:
-            save_checkpoint(run.ckpt_dir / CKPT_BEST_ACC, state)
-        if epochs_done % cfg.checkpoint_every == 0:
-            save_checkpoint(run.ckpt_dir / CKPT_EPOCH_FMT.format(epochs_done), state)
-        (run.ckpt_dir / CKPT_MID_EPOCH).unlink(missing_ok=True)  # superseded by last.pt
+        logger.sync()
+        _fault_kill(faults, epochs_done, "logged")
+        due = [(CKPT_BEST_LOSS, improved_loss), (CKPT_BEST_ACC, improved_acc),
+               (CKPT_EPOCH_FMT.format(epochs_done), epochs_done % cfg.checkpoint_every == 0), (CKPT_LAST, True)]
+        write_epoch_set(run, [name for name, wanted in due if wanted], faults, epochs_done)
+
+
+def write_epoch_set(run: Run, names: list[str], faults: dict, epochs_done: int) -> None:
+    """Write one state under every name, last.pt last: last.pt is the commit point of the epoch.
+
+    A resume continues from last.pt (or a newer mid-epoch checkpoint). Killed before last.pt is
+    renamed into place, the run replays the epoch from the previous last.pt and rewrites the
+    same files with the same contents; killed after, nothing of the epoch is missing. The logs
+    were written and synced before any of these.
+    """
+    state = checkpoint_state(run, mid_epoch=False)
+    state[CKPT.EPOCH_SET] = names  # lets a resume that finds last.pt lost complete the set
+    for name in names:
+        save_checkpoint(run.ckpt_dir / name, state,
+                        before_rename=lambda stage=f"{name}.tmp": _fault_kill(faults, epochs_done, stage))
+        _fault_kill(faults, epochs_done, name)
+    (run.ckpt_dir / CKPT_MID_EPOCH).unlink(missing_ok=True)  # superseded by last.pt
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,30 +330,38 @@ def checkpoint_state(run: Run, *, mid_epoch: bool) -> dict[str, Any]:
         CKPT.CONFIG: config_to_dict(run.config), CKPT.VAL_METRICS: run.last_val_metrics,
         CKPT.TISSUES: list(run.store.tissues), CKPT.PANEL_HASH: run.store.panel_hash,
         CKPT.PANEL_WINDOWS: run.store.panel.coordinates(), CKPT.CLASS_PRIOR: run.sampler.class_prior,
-        CKPT.TEMPERATURE: 1.0, CKPT.NONFINITE: int(pos.epoch_sums["skipped"]),
+        CKPT.TEMPERATURE: 1.0, CKPT.NONFINITE: pos.skipped_total,
+        CKPT.INIT_FROM: None if run.init_from is None else str(run.init_from),
     }
 
 
 def _save_mid_epoch(run: Run, epoch_seconds: float) -> None:
-    run.position.epoch_sums["seconds"] += epoch_seconds
+    """Called on every rank (a collective): the checkpoint holds the read counts of all ranks."""
+    sums = run.position.epoch_sums
+    sums["seconds"] += epoch_seconds
+    own = sums["correct"], sums["seen"]
+    sums["correct"], sums["seen"] = all_reduce_sum(list(own), run.info)
     if run.info.is_main:
         save_checkpoint(run.ckpt_dir / CKPT_MID_EPOCH, checkpoint_state(run, mid_epoch=True))
         log.info("wrote %s at epoch %d, step %d", run.ckpt_dir / CKPT_MID_EPOCH, run.position.epoch + 1,
                  run.position.step)
+    sums["correct"], sums["seen"] = own
 
 
 def _stop(run: Run, reason: str) -> dict:
-    """After a mid-epoch checkpoint: requeue under SLURM while resumes remain."""
+    """After a mid-epoch checkpoint: requeue under SLURM.
+
+    A graceful stop comes after at least one step, so the next resume starts further on and the
+    resume cap (resumes in a row without progress) never refuses it.
+    """
     result = dict(run.last_val_metrics)
     result["stopped"] = reason
     result["requeued"] = False
     job = slurm_job_id()
     if run.info.is_main:
         (run.run_dir / RUN.STOP).unlink(missing_ok=True)
-        if job and run.resume_count < run.config.train.max_resumes:
+        if job:
             result["requeued"] = requeue_slurm_job(job)
-        elif job:
-            log.warning("not requeueing: resume cap (train.max_resumes = %d) reached", run.config.train.max_resumes)
         log.info("stopped (%s) at epoch %d, step %d; continue with --resume auto", reason,
                  run.position.epoch + 1, run.position.step)
     return result
@@ -280,12 +376,24 @@ def _log_rank_streams(run: Run, dna: torch.Tensor, meth: torch.Tensor) -> None:
 
 
 def _faults() -> dict:
-    nan_steps = {int(s) for s in os.environ.get(ENV_FAULT_NAN, "").split(",") if s.strip()}
+    def steps(env: str) -> set[int]:
+        return {int(s) for s in os.environ.get(env, "").split(",") if s.strip()}
+
     sig_step, sig_name = None, None
     if os.environ.get(ENV_FAULT_SIGNAL):
         step_text, sig_name = os.environ[ENV_FAULT_SIGNAL].split(":")
         sig_step = int(step_text)
-    return {"nan_steps": nan_steps, "signal_step": sig_step, "signal": sig_name}
+    kill = None
+    if os.environ.get(ENV_FAULT_KILL):
+        epoch_text, stage = os.environ[ENV_FAULT_KILL].split(":", 1)
+        kill = (int(epoch_text), stage)
+    return {"nan_steps": steps(ENV_FAULT_NAN), "spike_steps": steps(ENV_FAULT_SPIKE), "signal_step": sig_step,
+            "signal": sig_name, "kill": kill}
+
+
+def _fault_kill(faults: dict, epochs_done: int, stage: str) -> None:
+    if faults["kill"] == (epochs_done, stage):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _fire_signal_fault(faults: dict, global_step: int, is_main: bool) -> None:

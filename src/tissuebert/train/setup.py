@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,20 +16,21 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from tissuebert.atomic import check_output
+from tissuebert.atomic import remove_stale_temporaries
 from tissuebert.config import Config, dump_config
-from tissuebert.constants import CKPT, RUN
+from tissuebert.constants import CKPT, CKPT_LAST, CKPT_MID_EPOCH, RUN
 from tissuebert.data.eval_set import EvalReads, build_eval_reads
 from tissuebert.data.sampler import TrainSampler
-from tissuebert.errors import StoreError
+from tissuebert.errors import CheckpointError, OutputExistsError, StoreError
 from tissuebert.model.tissuebert import TissueBERT, build_model, count_parameters
 from tissuebert.progress import get_logger
 from tissuebert.store.store import Store
-from tissuebert.train.checkpoint import check_compatible, checkpoint_config, load_checkpoint
+from tissuebert.train.checkpoint import check_compatible, checkpoint_config, save_checkpoint
 from tissuebert.train.dist import DistInfo, barrier
 from tissuebert.train.optim import build_loss, build_optimizer, build_scheduler, panel_max_lr
 from tissuebert.train.state import (
-    Position, check_resume_allowed, config_differences, find_resume, restore_rng,
+    Position, ResumePoint, config_differences, find_resume, load_init_weights, record_resume, restore_rng,
+    resume_config,
 )
 
 log = get_logger("train")
@@ -58,6 +60,8 @@ class Run:
     best_val_acc: float = -1.0
     last_val_metrics: dict[str, Any] = field(default_factory=dict)
     resumed_from: Path | None = None
+    restarted: bool = False  # --resume auto started again a run that died before its first checkpoint
+    init_from: Path | None = None  # train --init-from: the checkpoint the weights came from
 
     @property
     def ckpt_dir(self) -> Path:
@@ -76,33 +80,92 @@ def configure_torch(config: Config, info: DistInfo) -> None:
         torch.backends.cuda.matmul.allow_tf32 = not config.train.deterministic
 
 
-def _prepare_run_dir(run_dir: Path, *, fresh: bool, resume: str | None, force: bool, info: DistInfo) -> None:
-    """A fresh run refuses a non-empty --out unless --force (or --resume auto found nothing yet)."""
-    if not info.is_main or not fresh:
-        return
-    if resume != "auto":
-        check_output(run_dir, force=force)
-    if force or resume == "auto":
+# what a run folder may hold; --resume auto starts a new run only in a folder that holds nothing else
+RUN_ENTRIES = frozenset({RUN.CHECKPOINTS, RUN.LOGS, RUN.PLOTS, RUN.TENSORBOARD, RUN.CONFIG, RUN.STOP, RUN.LOCK,
+                         RUN.RESUMES})
+
+
+def _prepare_run_dir(run_dir: Path, point: ResumePoint, *, resume: str | None, force: bool, info: DistInfo) -> bool:
+    """Nothing of a run is deleted or overwritten without --force, whatever --resume finds (rank 0).
+
+    Returns True when --resume auto restarts a run that died before its first checkpoint (its
+    logs are then replayed from step 0 like any resume's).
+    """
+    if not info.is_main:
+        return False
+    entries = sorted(p.name for p in run_dir.iterdir() if p.name != RUN.LOCK) if run_dir.is_dir() else []
+    restarted = False
+    if point.state is not None:
+        own = point.path.resolve().parent == (run_dir / RUN.CHECKPOINTS).resolve()
+        if not own and entries and not force:  # another run's checkpoint into a folder that holds a run
+            raise OutputExistsError("output already exists", path=run_dir,
+                                    hint="resume into an empty --out, or pass --force to overwrite it")
+    elif force:
         # outputs of an older run in the same folder would mix with this one's
         for sub in (RUN.CHECKPOINTS, RUN.LOGS, RUN.PLOTS, RUN.TENSORBOARD):
             shutil.rmtree(run_dir / sub, ignore_errors=True)
-        (run_dir / RUN.STOP).unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-
-def _resolve_resume(config: Config, run_dir: Path, resume: str | None) -> tuple[Config, dict | None, Path | None]:
-    path = find_resume(run_dir, resume)
-    if path is None:
-        if resume == "auto":
+        (run_dir / RUN.RESUMES).unlink(missing_ok=True)
+    elif resume == "auto":
+        if point.unreadable:
+            raise CheckpointError(
+                f"no readable checkpoint in {run_dir / RUN.CHECKPOINTS} "
+                f"({'; '.join(f'{p.name}: {why}' for p, why in point.unreadable.items())}); nothing was changed",
+                hint="put a good copy under the same name in RUN/checkpoints/ and run again, or pass --force to "
+                     "delete this run and start over")
+        foreign = [name for name in entries if name not in RUN_ENTRIES]
+        if foreign:
+            raise OutputExistsError(f"not a tissuebert run folder (holds {', '.join(foreign[:3])}); --resume auto "
+                                    "starts a new run only in an empty folder or a run's own", path=run_dir,
+                                    hint="choose another --out, or pass --force to overwrite it")
+        restarted = (run_dir / RUN.LOGS).is_dir()
+        if restarted:
+            log.warning("no checkpoint in %s: the run died before its first one; starting it again",
+                        run_dir / RUN.CHECKPOINTS)
+        else:
             log.info("no checkpoint in %s: starting a new run", run_dir / RUN.CHECKPOINTS)
-        return config, None, None
-    state = load_checkpoint(path)
-    saved = checkpoint_config(state, path)
+    elif entries:
+        a_run = all(name in RUN_ENTRIES for name in entries)
+        raise OutputExistsError("output already exists", path=run_dir,
+                                hint="choose another --out, " + ("pass --resume auto to continue it, " if a_run else "")
+                                     + "or pass --force to overwrite it")
+    if point.state is None:
+        (run_dir / RUN.STOP).unlink(missing_ok=True)  # a stale stop request of an earlier run
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return restarted
+
+
+def _tidy_checkpoints(run_dir: Path, point: ResumePoint, info: DistInfo) -> None:
+    """Rank 0, holding the run's lock: clear what interrupted writes left and mend the checkpoint set."""
+    if not info.is_main:
+        return
+    for folder in (run_dir, run_dir / RUN.CHECKPOINTS, run_dir / RUN.LOGS, run_dir / RUN.PLOTS):
+        for tmp in remove_stale_temporaries(folder):
+            log.info("removed %s, the temporary file of an interrupted write", tmp)
+    if point.state is None:
+        return
+    ckpt_dir = run_dir / RUN.CHECKPOINTS
+    mid, last = ckpt_dir / CKPT_MID_EPOCH, ckpt_dir / CKPT_LAST
+    if point.path == last and mid.is_file() and mid not in point.unreadable:
+        mid.unlink()  # older than last.pt: a kill came between writing last.pt and removing it
+    if (point.path.parent == ckpt_dir and not point.state[CKPT.MID_EPOCH]
+            and (not last.is_file() or last in point.unreadable)):
+        # last.pt was lost, or its epoch's set was cut short before it: the newest epoch end found is
+        # committed again, under every name its epoch end writes (last.pt last), as that epoch end would
+        for name in point.state.get(CKPT.EPOCH_SET) or [CKPT_LAST]:
+            save_checkpoint(ckpt_dir / name, point.state)
+        log.warning("completed the checkpoint set of epoch %d from %s", int(point.state[CKPT.EPOCH]),
+                    point.path.name)
+
+
+def _resolve_resume(config: Config, point: ResumePoint, overrides: Collection[str]) -> Config:
+    if point.state is None:
+        return config
+    saved = resume_config(config, checkpoint_config(point.state, point.path), overrides)
     diffs = config_differences(config, saved)
     if diffs:
         log.warning("resuming with the checkpoint's config; ignoring differences from the command line: %s",
                     "; ".join(diffs))
-    return saved, state, path
+    return saved
 
 
 def _load_data(config: Config, store_root: str | Path, info: DistInfo) -> tuple[Store, TrainSampler, EvalReads]:
@@ -119,11 +182,20 @@ def _load_data(config: Config, store_root: str | Path, info: DistInfo) -> tuple[
 
 
 def setup_run(config: Config, store_root: str | Path, run_dir: str | Path, *, resume: str | None, force: bool,
-              info: DistInfo) -> Run:
+              info: DistInfo, init_from: str | Path | None = None, overrides: Collection[str] = ()) -> Run:
+    """Rank 0 holds the run folder's lock (train/runlock.py) before this is called.
+
+    ``overrides``: the config keys given with --set; on resume they may change the limits of
+    ``state.SETTABLE_ON_RESUME`` (the rest of the checkpoint's config wins).
+    """
     run_dir = Path(run_dir)
-    config, state, resumed_from = _resolve_resume(config, run_dir, resume)
-    resume_count = check_resume_allowed(state, resumed_from, config.train.max_resumes) if state else 0
-    _prepare_run_dir(run_dir, fresh=state is None, resume=resume, force=force, info=info)
+    if init_from is not None and resume not in (None, "auto"):
+        raise CheckpointError("--init-from starts a new run; it cannot be combined with --resume PATH",
+                              path=init_from, hint="use one of them")
+    point = find_resume(run_dir, resume)
+    config, state, resumed_from = _resolve_resume(config, point, overrides), point.state, point.path
+    restarted = _prepare_run_dir(run_dir, point, resume=resume, force=force, info=info)
+    _tidy_checkpoints(run_dir, point, info)
     barrier(info)
     configure_torch(config, info)
 
@@ -144,9 +216,14 @@ def setup_run(config: Config, store_root: str | Path, run_dir: str | Path, *, re
     run = Run(config=config, run_dir=run_dir, info=info, store=store, sampler=sampler, val=val, model=model,
               raw_model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, loss_fn=build_loss(cfg),
               steps_per_epoch=steps_per_epoch, total_steps=total_steps, position=position,
-              resume_count=resume_count, resumed_from=resumed_from)
+              resumed_from=resumed_from, restarted=restarted)
     if state is not None:
         _restore(run, state)
+        if init_from is not None:
+            log.info("--init-from ignored: %s already holds a checkpoint to continue", run_dir)
+    elif init_from is not None:
+        run.init_from = load_init_weights(model, init_from, tissues=store.tissues, panel_hash=store.panel_hash)
+    run.resume_count = _count_resume(run_dir, point, restarted, config, info)  # once every check has passed
     if info.enabled:
         run.model = DistributedDataParallel(model, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
     if info.is_main:
@@ -178,7 +255,22 @@ def _restore(run: Run, state: dict[str, Any]) -> None:
     run.best_val_loss = float(state.get(CKPT.BEST_LOSS, float("inf")))
     run.best_val_acc = float(state.get(CKPT.BEST_ACC, -1.0))
     run.last_val_metrics = dict(state.get(CKPT.VAL_METRICS) or {})
+    if run.info.rank != 0:
+        # a mid-epoch checkpoint holds the read counts of all ranks; rank 0 carries them on alone
+        run.position.epoch_sums["correct"] = run.position.epoch_sums["seen"] = 0.0
     restore_rng(state.get(CKPT.RNG))
-    log.info("resumed from %s at epoch %d, step %d (global step %d); resume %d of at most %d",
-             run.resumed_from, saved.epoch + 1, saved.step, saved.global_step, run.resume_count,
-             run.config.train.max_resumes)
+    log.info("resumed from %s at epoch %d, step %d (global step %d)", run.resumed_from, saved.epoch + 1, saved.step,
+             saved.global_step)
+
+
+def _count_resume(run_dir: Path, point: ResumePoint, restarted: bool, config: Config, info: DistInfo) -> int:
+    """Rank 0 records a resume (or a restart) in RUN/resumes.json; a finished run is not resumed."""
+    if not info.is_main or not (restarted or point.state is not None):
+        return 0
+    if point.state is not None and int(point.state[CKPT.EPOCH]) >= config.train.epochs:
+        return int(point.state.get(CKPT.RESUME_COUNT, 0))
+    step = int(point.state[CKPT.GLOBAL_STEP]) if point.state is not None else 0
+    count = record_resume(run_dir, step, point.path, config.train.max_resumes)
+    log.info("resume %d of the run (train.max_resumes = %d in a row without progress)", count,
+             config.train.max_resumes)
+    return count
