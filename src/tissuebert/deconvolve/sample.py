@@ -12,7 +12,7 @@ import numpy as np
 
 from tissuebert.atomic import atomic_dir, check_output
 from tissuebert.config import Config, dump_config
-from tissuebert.constants import CKPT, OUT
+from tissuebert.constants import CKPT, COORDS, ORDINAL_FORMATS, OUT
 from tissuebert.deconvolve.atlas_io import pat_marker_counts, read_pat, read_uxm_atlas
 from tissuebert.deconvolve.baselines import build_references, nnls_mixture
 from tissuebert.deconvolve.output import plot_proportions, proportions_tsv, write_posteriors
@@ -79,12 +79,24 @@ def load_sample(*, state: dict[str, Any] | None, input_path: Path | None, fmt: s
             raise TissueBertError("the checkpoint lacks its panel's window coordinates", hint="pass --store STORE")
         if reference is None:
             raise TissueBertError("--reference FASTA is needed to rebuild the model's panel", hint="or pass --store STORE")
+        if fmt in ORDINAL_FORMATS and cpg_index is None:
+            _no_cpg_index(state, input_path)
         panel = panel_from_coordinates(reference, state[CKPT.PANEL_WINDOWS], cpg_index)
     win = read_sample_windows(input_path, fmt, panel, reference=reference, min_cpgs=min_cpgs, collapse=True)
     if win.n_rows == 0:
         raise TissueBertError("no read of the input overlaps the model's panel", path=input_path,
                               hint="check the reference build and chromosome names")
     return SampleInput(panel, win.window_idx.astype(np.int64), win.calls, win.counts.astype(np.int64), str(input_path))
+
+
+def _no_cpg_index(state: dict[str, Any], input_path: Path) -> None:
+    """A .pat/.beta input is in CpG-index coordinates: read it through the model's own CpG
+    indices (saved in the checkpoint), or refuse when the checkpoint predates them."""
+    if COORDS.CPG_INDEX not in state[CKPT.PANEL_WINDOWS]:
+        raise TissueBertError("a .pat/.beta input needs --cpg-index (the CpG index of the genome it was made with)",
+                              path=input_path, hint="this checkpoint does not carry its training CpG indices")
+    log.warning("%s: no --cpg-index given: reading it through the CpG indices the model was trained with; "
+                "the file must come from the same CpG index (wgbs_tools genome)", input_path)
 
 
 def _atlas_uxm(atlas_path: Path, input_path: Path | None, n_boot: int, ci_level: float, seed: int) -> DeconvResult:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tissuebert.atomic import atomic_dir, atomic_write_text
-from tissuebert.constants import STORE
+from tissuebert.constants import ORDINAL_FORMATS, PROVENANCE_WARNINGS, STORE
 from tissuebert.errors import OutputExistsError, StoreError, TissueBertError
 from tissuebert.io.sheet import SheetRow, read_sheet, read_tissue_map, tissue_list
 from tissuebert.prepare.panel import build_panel
@@ -110,9 +110,11 @@ def prepare_store(sheet: str | Path, reference: str | Path, regions: str | Path,
         raise TissueBertError(f"--max-reads-per-window must be >= 1, got {max_reads_per_window}")
     rows = _load_sheet(sheet, tissue_map)
     tissues = tissue_list(rows)
-    if cpg_index is None and any(r.format in ("pat", "beta") for r in rows):
-        log.warning("no --cpg-index: CpG indices are counted from the FASTA, which matches wgbs_tools' "
-                    "only if the FASTA holds exactly the contigs it indexed, in the same order")
+    warnings: list[str] = []
+    if cpg_index is None and any(r.format in ORDINAL_FORMATS for r in rows):
+        warnings.append("no --cpg-index: CpG indices are counted from the FASTA, which matches wgbs_tools' "
+                        "only if the FASTA holds exactly the contigs it indexed, in the same order")
+        log.warning("%s", warnings[-1])
     options = {"min_cpgs": min_cpgs, "max_reads_per_window": max_reads_per_window, "sheet": str(Path(sheet).resolve()),
                "reference": str(Path(reference).resolve()), "regions": str(Path(regions).resolve()),
                "cpg_index": None if cpg_index is None else str(Path(cpg_index).resolve()),
@@ -125,6 +127,7 @@ def prepare_store(sheet: str | Path, reference: str | Path, regions: str | Path,
 
     if shard is None:
         panel = build_panel(reference, regions, cpg_index)
+        options[PROVENANCE_WARNINGS] = warnings + panel.warnings
         with atomic_dir(out, force=force) as tmp:
             ensure_panel(tmp, panel)
             results = _run_jobs(jobs_for(tmp, rows), panel, threads)
@@ -143,6 +146,7 @@ def prepare_store(sheet: str | Path, reference: str | Path, regions: str | Path,
         raise OutputExistsError("output exists and is not a store in progress", path=out,
                                 hint="choose another --out")
     panel = build_panel(reference, regions, cpg_index)
+    options[PROVENANCE_WARNINGS] = warnings + panel.warnings
     out.mkdir(parents=True, exist_ok=True)
     ensure_panel(out, panel)
     shards_dir = out / STORE.SHARDS_DIR

@@ -34,6 +34,9 @@ def _check_panel(panel: Panel, manifest: Manifest, path: Path) -> None:
     if panel.max_cpgs != manifest.max_cpgs or panel.call_bytes != manifest.call_bytes:
         raise StoreError("panel max_cpgs / call_bytes disagree with the manifest", path=path)
     phash = panel.panel_hash()
+    if phash != manifest.panel_hash and panel.legacy_hash() == manifest.panel_hash:
+        raise StoreError("store made by tissuebert <= 0.1.0, whose panel hash did not cover the CpG indices",
+                         path=path, hint="rebuild it with `tissuebert prepare` (and retrain its models)")
     if phash != manifest.panel_hash:
         raise StoreError(f"panel hash {phash} differs from the manifest's {manifest.panel_hash}", path=path,
                          hint="panel.h5 was replaced after the samples were prepared; rebuild the store")

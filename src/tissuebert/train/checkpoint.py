@@ -79,4 +79,5 @@ def check_compatible(state: dict[str, Any], *, tissues: list[str], panel_hash: s
                               hint=f"use a checkpoint trained on this {against}")
     if state[CKPT.PANEL_HASH] != panel_hash:
         raise CheckpointError(f"panel hash {state[CKPT.PANEL_HASH]} differs from the {against}'s {panel_hash}",
-                              path=path, hint="the model was trained on another region panel, window size or reference")
+                              path=path, hint="the model was trained on another region panel, reference or CpG index "
+                              "(checkpoints of tissuebert <= 0.1.0 hashed panels without their CpG indices)")
