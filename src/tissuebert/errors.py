@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import re
 from pathlib import Path
 
 EXIT_USER_ERROR = 2
@@ -56,3 +59,39 @@ def require_file(path: str | Path, what: str) -> Path:
     if not p.is_file():
         raise TissueBertError(f"{what} is not a file", path=p)
     return p
+
+
+# File-system refusals a user fixes (space, permissions, read-only mounts), not program bugs
+_FULL = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+         errno.EFBIG: "file too large for the file system or the process's file-size limit"}
+_DENIED = {errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+           errno.EPERM: "operation not permitted"}
+# h5py and some libraries report the errno only inside the message
+_ERRNO_IN_TEXT = re.compile(r"errno = (\d+)")
+_NAME_IN_TEXT = re.compile(r"name = '([^']+)'")
+# temporary siblings of atomic writes: .NAME.RANDOM.tmp[SUFFIX] -> NAME
+_TMP_PART = re.compile(r"^\.(.+)\.[^.]+\.tmp(\.[^/]*)?$")
+
+
+def public_path(path: str | Path) -> str:
+    """``path`` with atomic-write temporary names replaced by the final ones the user asked for."""
+    parts = [(_TMP_PART.match(part).group(1) if _TMP_PART.match(part) else part) for part in Path(path).parts]
+    return str(Path(*parts)) if parts else str(path)
+
+
+def from_os_error(exc: BaseException) -> TissueBertError | None:
+    """The project error for a full or read-only file system (None for any other error)."""
+    if not isinstance(exc, OSError):
+        return None
+    code = exc.errno
+    text = str(exc)
+    if code is None and (found := _ERRNO_IN_TEXT.search(text)):
+        code = int(found.group(1))
+    if code not in _FULL and code not in _DENIED:
+        return None
+    name = exc.filename or (m.group(1) if (m := _NAME_IN_TEXT.search(text)) else None)
+    hint = ("free some space, or choose an --out on another file system" if code in _FULL
+            else "choose a writable --out (or fix the folder's permissions)")
+    reason = _FULL.get(code) or _DENIED[code]
+    return TissueBertError(f"cannot write: {reason} ({os.strerror(code)})", path=public_path(name) if name else None,
+                           hint=hint)

@@ -9,9 +9,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from tissuebert.atomic import atomic_path
 from tissuebert.constants import CALLS_PER_BYTE, COORDS, N_TOKENS, STORE, STORE_SCHEMA_VERSION, WINDOW_BP
 from tissuebert.errors import StoreError
+from tissuebert.store.h5image import h5_writer
 
 
 @dataclass
@@ -111,7 +111,7 @@ def write_panel(panel: Panel, path: str | Path) -> str:
     """Write ``panel.h5`` atomically; returns the panel hash."""
     phash = panel.panel_hash()
     str_dt = h5py.string_dtype()
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with h5_writer(path) as f:
         f.attrs[STORE.ATTR_SCHEMA] = STORE_SCHEMA_VERSION
         f.attrs[STORE.ATTR_PANEL_HASH] = phash
         f.attrs[STORE.ATTR_MAX_CPGS] = panel.max_cpgs

@@ -7,13 +7,14 @@ the reference genome, and so a mismatched input is refused on load.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from tissuebert import __version__
-from tissuebert.atomic import atomic_path
+from tissuebert.atomic import atomic_write_bytes
 from tissuebert.config import Config, config_from_dict
 from tissuebert.constants import CKPT
 from tissuebert.errors import CheckpointError
@@ -26,8 +27,9 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write ``state`` atomically (tmp file, then rename); adds the package version."""
     state = dict(state)
     state[CKPT.VERSION] = __version__
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    buffer = io.BytesIO()  # serialise in memory: a full disk is then one OSError, not a torch RuntimeError
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
