@@ -40,7 +40,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, final)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.filename is None:
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
             exc.filename = str(final)  # a failed write() names no file: name the one the user asked for
         raise
 

@@ -62,9 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     except TissueBertError as exc:
         return _fail(exc)
     except OSError as exc:  # a full disk or a read-only --out is the user's to fix, not a crash
-        if exc.filename is None:  # a failed write() names no file: name the output being written
-            exc.filename = _out_argument(args)
-        converted = from_os_error(exc)
+        converted = from_os_error(exc, fallback=_out_argument(args))  # a failed write() may name no file
         if converted is None:
             raise
         return _fail(converted)

@@ -13,7 +13,7 @@ import numpy as np
 from tissuebert.atomic import atomic_dir, check_output
 from tissuebert.config import Config, dump_config
 from tissuebert.constants import CKPT, COORDS, ORDINAL_FORMATS, OUT
-from tissuebert.deconvolve.atlas_io import pat_marker_counts, read_pat, read_uxm_atlas
+from tissuebert.deconvolve.atlas_io import UXM_MIN_CPGS, pat_marker_counts, read_pat, read_uxm_atlas
 from tissuebert.deconvolve.baselines import build_references, nnls_mixture
 from tissuebert.deconvolve.output import plot_proportions, proportions_tsv, write_posteriors
 from tissuebert.deconvolve.run import (
@@ -106,6 +106,11 @@ def _atlas_uxm(atlas_path: Path, input_path: Path | None, n_boot: int, ci_level:
     atlas = read_uxm_atlas(atlas_path)
     pat = read_pat(input_path)
     mc = pat_marker_counts(pat, atlas)
+    usable = (mc.informative > 0) & np.all(np.isfinite(atlas.u_fraction), axis=1)
+    if not usable.any():
+        raise TissueBertError(f"no marker of the atlas {atlas_path.name} holds a fragment of this .pat with >= "
+                              f"{UXM_MIN_CPGS} CpG calls", path=input_path,
+                              hint="are the atlas and the .pat of the same genome build (hg19 vs hg38) and CpG index?")
     est = nnls_mixture(atlas.u_fraction, mc.u_fraction, weights=mc.informative)
     low = high = np.full(len(atlas.tissues), np.nan)
     if n_boot > 0:

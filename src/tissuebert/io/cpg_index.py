@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pysam
 
-from tissuebert.errors import InputFormatError, require_file
+from tissuebert.errors import InputFormatError, reading, require_file
 from tissuebert.io.bed import open_text, tabix_index
 from tissuebert.io.fasta import naming_hint
 
@@ -56,9 +56,14 @@ def read_cpg_index(path: str | Path, ranges: dict[str, list[tuple[int, int]]],
     ``chr``-naming hint).
     """
     path = require_file(path, "CpG index")
-    index = tabix_index(path)
-    if index is not None:
-        return _read_tabix(path, index, ranges, lengths or {})
+    with reading(path, "CpG index", hint="is it truncated, or not a (b)gzipped or plain `chr loc index` file?"):
+        index = tabix_index(path)
+        if index is not None:
+            return _read_tabix(path, index, ranges, lengths or {})
+        return _read_stream(path, ranges)
+
+
+def _read_stream(path: Path, ranges: dict[str, list[tuple[int, int]]]) -> CpGIndexSlice:
     found: dict[str, tuple[list[int], list[int], list[int]]] = {c: ([], [], []) for c in ranges}
     seen: set[str] = set()
     first = None

@@ -18,6 +18,7 @@ import pysam
 from tissuebert.constants import METH_NONE
 from tissuebert.errors import InputFormatError
 from tissuebert.io.bam import bisulfite_calls, modification_calls, open_bam
+from tissuebert.io.bam_index import check_bai_matches
 from tissuebert.io.fasta import naming_hint
 from tissuebert.prepare.project import PanelIndex, Projector
 
@@ -171,6 +172,7 @@ def read_bam(path: Path, fmt: str, index: PanelIndex, proj: Projector, *, filter
             raise InputFormatError(f"none of the panel's chromosomes ({example}, ...) is in the BAM header", path=path,
                                    hint=hint)
         _check_lengths(bam, index.panel, path, reference)
+        check_bai_matches(bam, Path(path), panel_chroms)
         saw_tags = False
         mapped = {st.contig: st.mapped for st in bam.get_index_statistics()}
         for chrom in panel_chroms:
@@ -204,5 +206,8 @@ def read_bam(path: Path, fmt: str, index: PanelIndex, proj: Projector, *, filter
     except (OSError, ValueError) as exc:
         raise InputFormatError(f"cannot read BAM: {exc}", path=path, hint="is the file truncated?") from None
     finally:
-        bam.close()
+        try:
+            bam.close()
+        except OSError:  # htslib reports an earlier read error again on close; that one was raised already
+            pass
     return {"alignments": n_alignments, "fragments": n_fragments, "dropped": dict(dropped)}

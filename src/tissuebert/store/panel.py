@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 
 from tissuebert.constants import CALLS_PER_BYTE, COORDS, N_TOKENS, STORE, STORE_SCHEMA_VERSION, WINDOW_BP
-from tissuebert.errors import StoreError
+from tissuebert.errors import StoreError, reading
 from tissuebert.store.h5image import h5_writer
 
 
@@ -138,7 +138,7 @@ def read_panel(path: str | Path) -> Panel:
     path = Path(path)
     if not path.is_file():
         raise StoreError("panel file missing", path=path, hint="run `tissuebert prepare` to build the store")
-    try:
+    with reading(path, "panel", StoreError, hint="panel.h5 is truncated or damaged: rebuild the store"):
         with h5py.File(path, "r") as f:
             def arr(key: str) -> np.ndarray:
                 if key not in f:
@@ -156,5 +156,3 @@ def read_panel(path: str | Path) -> Panel:
                 reg_name=[n.decode() if isinstance(n, bytes) else str(n) for n in arr(STORE.REG_NAME)],
                 cpg_range=f[STORE.CPG_RANGE][()] if STORE.CPG_RANGE in f else None,
             )
-    except OSError as exc:
-        raise StoreError(f"cannot read panel: {exc}", path=path) from None

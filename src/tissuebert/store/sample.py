@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 
 from tissuebert.constants import CALL_BITS, CALLS_PER_BYTE, METH_NONE, STORE, STORE_SCHEMA_VERSION
-from tissuebert.errors import StoreError
+from tissuebert.errors import StoreError, reading
 from tissuebert.store.h5image import h5_writer
 
 
@@ -97,7 +97,7 @@ def read_sample(path: str | Path, *, mmap: bool = False) -> SampleReads:
     path = Path(path)
     if not path.is_file():
         raise StoreError("sample file missing", path=path, hint="re-run `tissuebert prepare` for this sample")
-    try:
+    with reading(path, "sample file", StoreError, hint="the file is truncated or damaged: re-run `tissuebert prepare`"):
         with h5py.File(path, "r") as f:
             for key in (STORE.READ_WINDOW, STORE.CALLS, STORE.WINDOW_PTR):
                 if key not in f:
@@ -106,6 +106,4 @@ def read_sample(path: str | Path, *, mmap: bool = False) -> SampleReads:
                 arrays = [_memmap(path, f[k]) for k in (STORE.READ_WINDOW, STORE.CALLS, STORE.WINDOW_PTR)]
             else:
                 arrays = [f[k][()] for k in (STORE.READ_WINDOW, STORE.CALLS, STORE.WINDOW_PTR)]
-    except OSError as exc:
-        raise StoreError(f"cannot read sample file: {exc}", path=path) from None
     return SampleReads(window_idx=arrays[0], calls=arrays[1], window_ptr=arrays[2])
