@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from tissuebert.cli.common import ConfigOpt, ForceOpt, OutOpt, PresetOpt, SetOpt, resolve_config
+from tissuebert.cli.train_checks import check_tissue_splits, removed_if_failed_start
 
 StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="Prepared store directory (see `tissuebert prepare`).")]
 EXIT_STOPPED = 3  # stopped by a signal / stop file and not requeued: resume with --resume auto
@@ -23,6 +24,7 @@ def train(
     set_: SetOpt = None,
     resume: Annotated[Optional[str], typer.Option("--resume", help="'auto' (continue RUN/checkpoints/last.pt or a newer mid-epoch checkpoint; start fresh if none) or a checkpoint path.")] = None,
     force: ForceOpt = False,
+    allow_missing_tissues: Annotated[bool, typer.Option("--allow-missing-tissues", help="Train even if a tissue has no training or no validation sample (its class is then never learned or never checked).")] = False,
 ) -> int:
     """Train TissueBERT on a store; checkpoints, logs and plots go under --out.
 
@@ -34,7 +36,10 @@ def train(
     from tissuebert.train import run_training
 
     cfg = resolve_config(preset, config, set_)
-    metrics = run_training(cfg, store, out, resume=resume, force=force)
+    if not allow_missing_tissues:
+        check_tissue_splits(store)
+    with removed_if_failed_start(out):
+        metrics = run_training(cfg, store, out, resume=resume, force=force)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return 0
     if metrics.get("stopped"):

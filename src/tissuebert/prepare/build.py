@@ -111,6 +111,12 @@ def prepare_store(sheet: str | Path, reference: str | Path, regions: str | Path,
     rows = _load_sheet(sheet, tissue_map)
     tissues = tissue_list(rows)
     warnings: list[str] = []
+    for tissue in tissues:
+        lacking = [split for split in ("train", "val") if not any(r.tissue == tissue and r.split == split for r in rows)]
+        if lacking:
+            warnings.append(f"tissue {tissue!r} has no {' or '.join(lacking)} sample in {Path(sheet).name}: "
+                            "`train` refuses such a store unless given --allow-missing-tissues")
+            log.warning("%s", warnings[-1])
     if cpg_index is None and any(r.format in ORDINAL_FORMATS for r in rows):
         warnings.append("no --cpg-index: CpG indices are counted from the FASTA, which matches wgbs_tools' "
                         "only if the FASTA holds exactly the contigs it indexed, in the same order")
