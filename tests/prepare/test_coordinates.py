@@ -12,7 +12,7 @@ import pysam
 import pytest
 from bam_builder import HEADER, bisulfite_read, make_read
 from test_cli_prepare import _two_sample_sheet, prepare_args
-from tiny import CPG_C, CPG_ORD, write_tiny
+from tiny import CPG_C, CPG_ORD, chr1_seq, write_tiny
 
 from tissuebert.cli.app import main
 from tissuebert.constants import CKPT, COORDS
@@ -111,7 +111,27 @@ def test_neighbouring_cpgs_must_be_numbered_consecutively(tmp_path, capsys):
     files["cpg_index"].write_text(text.replace("chr1\t131\t1003\n", "chr1\t131\t1004\n"))
     assert main(prepare_args(files, tmp_path / "store")) == 2
     line = _one_error_line(capsys)
-    assert "CpG.bed:2:" in line and "chr1:111 has index 1003, but the CpG before it on chr1 has 1001" in line
+    assert "CpG.bed:2:" in line
+    assert "entry chr1:111 has index 1003, the entry before it (chr1:101) 1001, but genome.fa has 0 CpG(s) between" in line
+
+
+def test_a_slice_of_an_index_with_gaps_is_accepted_where_the_fasta_agrees(tmp_path):
+    """An index kept only around the windows skips indices; the FASTA's CGs between two entries
+    must account for exactly the skipped ones."""
+    files = write_tiny(tmp_path)
+    seq = list(chr1_seq())
+    for c in (500, 520, 560):  # three more CGs on chr1, past the last window [330, 480)
+        seq[c], seq[c + 1] = "C", "G"
+    files["reference"].write_text(">chr1\n" + "".join(seq) + "\n>chr2\n" + "AT" * 150 + "\n")
+    base = files["cpg_index"].read_text()
+    files["cpg_index"].write_text(base + "chr1\t561\t1008\n")  # 500 and 520 left out: 1006, 1007 skipped
+    panel = build_panel(files["reference"], files["regions"], files["cpg_index"])
+    # first and last entry span as many indices as chr1 has CGs, and the gap was checked: chr1 is 1001..1008
+    assert panel.cpg_index.tolist() == list(CPG_ORD) and panel.cpg_range.tolist() == [[1001, 1008]]
+    files["cpg_index"].write_text(base + "chr1\t561\t1009\n")
+    with pytest.raises(InputFormatError, match=r"CpG.bed:6: CpG index entry chr1:561 has index 1009, the entry before "
+                                               r"it \(chr1:401\) 1005, but genome.fa has 2 CpG\(s\) between them"):
+        build_panel(files["reference"], files["regions"], files["cpg_index"])
 
 
 def test_tabix_indexed_cpg_index_gives_the_same_panel_and_ranges(tmp_path):

@@ -99,10 +99,15 @@ def _no_cpg_index(state: dict[str, Any], input_path: Path) -> None:
                 "the file must come from the same CpG index (wgbs_tools genome)", input_path)
 
 
-def _atlas_uxm(atlas_path: Path, input_path: Path | None, n_boot: int, ci_level: float, seed: int) -> DeconvResult:
+def _atlas_uxm(atlas_path: Path, input_path: Path | None, n_boot: int, ci_level: float, seed: int,
+               fmt: str | None = None) -> DeconvResult:
     """UXM against a published atlas straight from .pat reads (CpG-index coordinates, no FASTA)."""
-    if input_path is None or infer_format(input_path) != "pat":
+    if input_path is None:
         raise TissueBertError("--atlas needs a .pat(.gz) --input", path=atlas_path)
+    if (fmt or ("pat" if input_path.name.lower().endswith((".pat", ".pat.gz")) else None)) != "pat":
+        raise TissueBertError(f"uxm with --atlas reads .pat(.gz) input only (got {fmt or input_path.name})",
+                              path=input_path, hint="convert a BAM with `wgbstools bam2pat` against the atlas's genome, "
+                                                    "or use --store for the store-built uxm reference")
     atlas = read_uxm_atlas(atlas_path)
     pat = read_pat(input_path)
     mc = pat_marker_counts(pat, atlas)
@@ -163,7 +168,7 @@ def deconvolve_sample(out: Path, *, checkpoint: Path | None, methods: list[str],
                                                    n_boot=n_boot, ci_level=ci_level, seed=seed,
                                                    max_iter=config.eval.em_max_iter, tol=config.eval.em_tol))
         elif method == "uxm" and atlas is not None:
-            results.append(_atlas_uxm(atlas, input_path, n_boot, ci_level, seed))
+            results.append(_atlas_uxm(atlas, input_path, n_boot, ci_level, seed, fmt))
         else:
             if store is None:
                 raise TissueBertError(f"method {method} builds its reference from a store's training split",

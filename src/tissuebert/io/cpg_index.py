@@ -28,6 +28,9 @@ def _parse(cols: list[str], path: Path, line: int | None) -> tuple[int, int]:
     return loc, idx
 
 
+_MAX_JUMPS = 100_000  # gaps of a sliced index checked per chromosome
+
+
 @dataclass
 class CpGIndexSlice:
     """What ``read_cpg_index`` found: the CpGs of the requested ranges and per-chromosome facts."""
@@ -35,9 +38,10 @@ class CpGIndexSlice:
     cpgs: dict[str, tuple[np.ndarray, np.ndarray]]  # chrom -> (C position 0-based, CpG index), sorted
     ranges: dict[str, tuple[int, int]] = field(default_factory=dict)  # chrom -> (first, last) CpG index
     first: tuple[str, int, int] | None = None  # the file's first entry: (chrom, loc 1-based, index)
-    # a streamed chromosome whose indices do not count up by one; raised once the entries have been
-    # checked against the FASTA (a wrong position is the more useful message)
-    numbering_error: InputFormatError | None = None
+    # where a streamed chromosome's indices do not count up by one: (chrom, C position 0-based of the
+    # entry before, its index, C position of the entry, its index, line of the entry). A slice of an
+    # index has such gaps legitimately; the caller checks each against the CGs the FASTA has between.
+    jumps: list[tuple[str, int, int, int, int, int]] = field(default_factory=list)
 
 
 def load_cpg_index(path: str | Path, ranges: dict[str, list[tuple[int, int]]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -86,13 +90,9 @@ def _read_stream(path: Path, ranges: dict[str, list[tuple[int, int]]]) -> CpGInd
     out = CpGIndexSlice({}, first=first)
     for chrom, (locs, idxs, line_nos) in found.items():
         pos, ords, order = _sorted(locs, idxs)
-        # the whole chromosome was read: its CpGs must be numbered 1, 2, 3 ... along it
-        jump = np.flatnonzero(np.diff(ords) != 1)
-        if jump.size and out.numbering_error is None:
-            k = int(order[jump[0] + 1])
-            out.numbering_error = InputFormatError(f"CpG index entry {chrom}:{locs[k] + 1} has index {idxs[k]}, but the CpG before it "
-                                   f"on {chrom} has {int(ords[jump[0]])}: indices must count up by one", path=path,
-                                   line=line_nos[k], hint="the CpG index is damaged or edited: use the one wgbs_tools made")
+        for j in np.flatnonzero(np.diff(ords) != 1)[:_MAX_JUMPS].tolist():
+            out.jumps.append((chrom, int(pos[j]), int(ords[j]), int(pos[j + 1]), int(ords[j + 1]),
+                              line_nos[int(order[j + 1])]))
         out.cpgs[chrom] = (pos, ords)
         if ords.size:
             out.ranges[chrom] = (int(ords[0]), int(ords[-1]))

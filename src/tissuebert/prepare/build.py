@@ -196,6 +196,9 @@ def _log_results(results: list[tuple[str, str | None, dict]]) -> None:
     for sample_id, error, stats in results:
         if error:
             log.warning("skipped sample %s: %s", sample_id, error)
+        elif "cpgs_covered" in stats:  # per-CpG counts: no reads came in, pseudo-reads were drawn
+            log.info("%s: per-CpG counts at %d panel CpGs, %d pseudo-read rows stored", sample_id,
+                     stats["cpgs_covered"], stats.get("rows", 0))
         else:
             log.info("%s: %d reads in, %d rows stored", sample_id, stats.get("reads_in", 0), stats.get("rows", 0))
 

@@ -182,8 +182,7 @@ def _cpg_ordinals(ref: Reference, chroms: list[str], wins: list[tuple[int, int, 
             raise InputFormatError(f"CpG index entry {c}:{loc} is {base!r} in the FASTA {ref.path.name}, not 'CG'",
                                    path=cpg_index, line=find_line(cpg_index, c, loc),
                                    hint="the CpG index does not match the FASTA: use the index made from this reference")
-    if table.numbering_error is not None:
-        raise table.numbering_error
+    _check_jumps(ref, table, cpg_index)
     _check_consecutive(out, cpg_chrom, cpg_pos, chroms, win_of, cpg_index)
     ranges = _whole_chromosomes(ref, table.ranges)
     return out, _range_array(chroms, ranges), _shift_warnings(ref, table, cpg_index)
@@ -210,6 +209,19 @@ def _saved_ordinals(ref: Reference, chroms: list[str], wins: list[tuple[int, int
                                f"the CpG index the model was trained with numbered it {int(trained[k])}", path=cpg_index,
                                hint="give the CpG index the training store was prepared with (or none: the model's is used)")
     return ords, cpg_range, warnings
+
+
+def _check_jumps(ref: Reference, table: CpGIndexSlice, cpg_index: str | Path) -> None:
+    """Where the index's numbering jumps (a slice of an index, or a damaged one), the FASTA must
+    hold exactly as many CGs between the two entries as the indices skip."""
+    for chrom, pos0, ord0, pos1, ord1, line in table.jumps:
+        between = ref.fetch(chrom, pos0 + 1, pos1).count("CG") if ord1 > ord0 else -1
+        if between != ord1 - ord0 - 1:
+            raise InputFormatError(f"CpG index entry {chrom}:{pos1 + 1} has index {ord1}, the entry before it "
+                                   f"({chrom}:{pos0 + 1}) {ord0}, but {ref.path.name} has {max(between, 0)} CpG(s) "
+                                   f"between them", path=cpg_index, line=line,
+                                   hint="the CpG index is damaged, edited or of another build: use the one wgbs_tools "
+                                        "made from this reference")
 
 
 def _check_consecutive(ords: np.ndarray, cpg_chrom: np.ndarray, cpg_pos: np.ndarray, chroms: list[str],
