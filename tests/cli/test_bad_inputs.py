@@ -248,9 +248,10 @@ def test_bad_input_through_the_cli(case, tmp_path):
         if case == "prepare_on_a_full_disk":  # write(2) fails with EFBIG past 4 KiB, as a full disk fails with ENOSPC
             resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 
-    env = dict(os.environ, PYTHONPATH=str(SRC), PYTHONDONTWRITEBYTECODE="1")
+    env = dict(os.environ, PYTHONPATH=str(SRC), PYTHONDONTWRITEBYTECODE="1",
+               OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")  # no spinning thread pools on a busy CI core
     proc = subprocess.run([sys.executable, "-m", "tissuebert", *argv], capture_output=True, text=True, env=env,
-                          preexec_fn=limits, timeout=300)
+                          preexec_fn=limits, timeout=600)
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("tissuebert: error:")]
     assert proc.returncode == 2, proc.stderr
     assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr

@@ -145,7 +145,8 @@ def test_full_disk(name, inputs, tmp_path):
     def small_files():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    env = dict(os.environ, PYTHONPATH=str(SRC), PYTHONDONTWRITEBYTECODE="1")
+    env = dict(os.environ, PYTHONPATH=str(SRC), PYTHONDONTWRITEBYTECODE="1",
+               OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")  # no spinning thread pools on a busy CI core
     proc = subprocess.run([sys.executable, "-m", "tissuebert", *command(name, inputs, full / "out")],
                           preexec_fn=small_files, env=env, capture_output=True, text=True, timeout=600)
     line = _one_error_line(proc.stderr)
