@@ -59,8 +59,10 @@ def atomic_path(path: str | Path, *, durable: bool = False) -> Iterator[Path]:
         os.replace(tmp, final)
         if durable:
             fsync_path(final.parent)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            exc.filename = str(final)  # a failed write() names no file: name the one the user asked for
         raise
 
 
@@ -81,6 +83,16 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` atomically. Files built in memory (HDF5 images, checkpoints) are written
+    this way so a full disk is an ordinary ``OSError`` here, never a failure inside a C library."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())  # a delayed-allocation file system reports ENOSPC here, not at close
 
 
 @contextlib.contextmanager

@@ -59,6 +59,7 @@ STORE = SimpleNamespace(
     CPG_PTR="cpg_ptr",  # (W + 1,) int64: CpGs of window w are cpg_ptr[w]:cpg_ptr[w+1]
     CPG_OFFSET="cpg_offset",  # (C,) uint8 base offset of the CpG's C inside its window
     CPG_INDEX="cpg_index",  # (C,) int64 genome-wide 1-based CpG index (wgbs_tools)
+    CPG_RANGE="cpg_range",  # (n_chroms, 2) int64 first and last CpG index of each chromosome (optional)
     REG_CHROM="regions/chrom_id",
     REG_START="regions/start",
     REG_END="regions/end",
@@ -113,6 +114,8 @@ SPLITS = ("train", "val", "test")
 SHEET_COLUMNS = ("sample_id", "tissue", "split", "path", "format")
 SHEET_OPTIONAL = ("donor",)
 INPUT_FORMATS = ("pat", "bismark", "bwameth", "mmml", "bedmethyl", "cov", "beta")
+ORDINAL_FORMATS = ("pat", "beta")  # formats in CpG-index coordinates: read through the CpG index
+PROVENANCE_WARNINGS = "warnings"  # provenance key: what prepare found suspicious but not fatal
 
 # --------------------------------------------------------------------------------------------
 # Checkpoints (train/checkpoint.py)
@@ -142,6 +145,14 @@ CKPT = SimpleNamespace(
     NONFINITE="nonfinite_steps",  # steps skipped (non-finite or exploding) since the run began
     EPOCH_SET="epoch_set",  # the names an epoch end writes this state under (last.pt last)
     INIT_FROM="init_from",  # the checkpoint whose weights a run started from (train --init-from), or None
+)
+# Keys of Panel.coordinates(), the panel description a checkpoint carries (CKPT.PANEL_WINDOWS)
+COORDS = SimpleNamespace(
+    CHROMS="chroms",
+    CHROM_ID="chrom_id",
+    START="start",
+    CPG_INDEX="cpg_index",  # the training panel's CpG ordinals (older checkpoints lack it)
+    CPG_RANGE="cpg_range",
 )
 CKPT_LAST = "last.pt"
 CKPT_BEST_LOSS = "best_loss.pt"

@@ -55,7 +55,7 @@ CASES = {
                                 "'chr1' is called '1' in the CpG index"]),
     "empty sample": (lambda f: f["pat"].write_text(""),
                      ["s1.pat:", "sample 's1' has no read with >= 1 CpG call(s) in any window"]),
-    "sample outside the panel": (lambda f: f["pat"].write_text("chr1\t1\tCCC\t4\n"),
+    "sample without a call in the panel": (lambda f: f["pat"].write_text("chr1\t1001\t...\t4\n"),
                                  ["s1.pat:", "sample 's1' has no read"]),
     "truncated pat.gz": (lambda f: _truncated_gzip(f),
                          ["s1.pat:", "cannot read .pat file", "truncated"]),

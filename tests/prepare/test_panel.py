@@ -71,7 +71,7 @@ def test_overlapping_regions_share_a_window(tmp_path):
 
 
 @pytest.mark.parametrize("keep, extra, message", [
-    (5, "chr1\t102\t1009\n", "CpG.bed:6: CpG index entry chr1:102 is 'GA' in the FASTA, not 'CG'"),  # one base off
+    (5, "chr1\t102\t1009\n", "CpG.bed:6: CpG index entry chr1:102 is 'GA' in the FASTA genome.fa, not 'CG'"),  # one base off
     (3, "", "the FASTA has a CpG at chr1:251 that the CpG index lacks"),  # entries 4, 5 missing
 ])
 def test_cpg_index_not_matching_fasta(tmp_path, keep, extra, message):

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from tissuebert import __version__
-from tissuebert.errors import EXIT_USER_ERROR, TissueBertError
+from tissuebert.errors import EXIT_USER_ERROR, TissueBertError, from_os_error
 from tissuebert.progress import setup_logging
 
 try:  # typer >= 0.20 vendors click; older typer depends on it
@@ -60,10 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = app(args=args, prog_name="tissuebert", standalone_mode=False)
     except TissueBertError as exc:
-        # one line, whatever the message holds
-        message = " ".join(str(exc).split())
-        typer.echo(f"tissuebert: error: {message}", err=True)
-        return EXIT_USER_ERROR
+        return _fail(exc)
+    except OSError as exc:  # a full disk or a read-only --out is the user's to fix, not a crash
+        converted = from_os_error(exc, fallback=_out_argument(args))  # a failed write() may name no file
+        if converted is None:
+            raise
+        return _fail(converted)
     except _click_exc.UsageError as exc:
         exc.show()
         return EXIT_USER_ERROR
@@ -76,6 +78,21 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo("tissuebert: interrupted", err=True)
         return 130
     return result if isinstance(result, int) else 0
+
+
+def _out_argument(args: list[str]) -> str | None:
+    for k, arg in enumerate(args):
+        if arg in ("--out", "-o") and k + 1 < len(args):
+            return args[k + 1]
+        if arg.startswith("--out="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _fail(exc: TissueBertError) -> int:
+    message = " ".join(str(exc).split())  # one line, whatever the message holds
+    typer.echo(f"tissuebert: error: {message}", err=True)
+    return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

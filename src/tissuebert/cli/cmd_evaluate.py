@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tissuebert.cli.common import ForceOpt
+from tissuebert.cli.common import ForceOpt, require_at_least
 from tissuebert.errors import TissueBertError
 
 CheckpointOpt = Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint .pt (e.g. RUN/checkpoints/best_acc.pt).")]
@@ -49,6 +49,7 @@ def evaluate(
     """
     from tissuebert.evaluate import evaluate_split
 
+    require_at_least(max_reads_per_sample, 1, "--max-reads-per-sample")
     m = evaluate_split(checkpoint, store, split, out, force=force, max_reads_per_sample=max_reads_per_sample,
                        device=device, precision=precision, truth_dir=truth, logreg=logreg)
     typer.echo(f"{split}: {m['n_reads']} reads of {m['n_samples']} samples; accuracy {m['accuracy']:.4f}, "
@@ -82,6 +83,7 @@ def calibrate(
     """
     from tissuebert.evaluate import calibrate_checkpoint
 
+    require_at_least(max_reads_per_sample, 1, "--max-reads-per-sample")
     r = calibrate_checkpoint(checkpoint, store, split=split, out=out, force=force,
                              max_reads_per_sample=max_reads_per_sample, device=device,
                              precision=precision)
@@ -116,6 +118,9 @@ def deconvolve(
     from tissuebert.deconvolve.sample import deconvolve_sample
 
     methods = _split_methods(method, ["em"])
+    require_at_least(bootstrap, 0, "--bootstrap")
+    if temperature is not None and not temperature > 0:
+        raise TissueBertError(f"--temperature must be > 0, got {temperature}")
     if sample is not None and store is None:
         raise TissueBertError("--sample needs --store")
     results = deconvolve_sample(out, checkpoint=checkpoint, methods=methods, input_path=input, fmt=fmt,
@@ -150,6 +155,8 @@ def predict(
     """
     from tissuebert.deconvolve.sample import predict_sample
 
+    if temperature is not None and not temperature > 0:
+        raise TissueBertError(f"--temperature must be > 0, got {temperature}")
     if sample is not None and store is None:
         raise TissueBertError("--sample needs --store")
     n_rows, n_reads = predict_sample(out, checkpoint=checkpoint, input_path=input, fmt=fmt, cpg_index=cpg_index,
@@ -184,6 +191,11 @@ def benchmark(
     from tissuebert.benchmark import run_benchmark
     from tissuebert.benchmark.design import DEPTHS
 
+    require_at_least(replicates, 1, "--replicates")
+    require_at_least(n_dirichlet, 0, "--mixtures")
+    for value in (*(depth or ()), spike_depth):
+        if not value > 0:
+            raise TissueBertError(f"--depth / --spike-depth must be > 0 reads per window, got {value}")
     result = run_benchmark(checkpoint, store, out, methods=_split_methods(method, []) or None, truth_dir=truth,
                            background=background, replicates=replicates, n_dirichlet=n_dirichlet,
                            depths=tuple(depth) if depth else DEPTHS, spike_depth=spike_depth, seed=seed,

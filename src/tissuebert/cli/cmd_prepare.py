@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tissuebert.cli.common import ForceOpt
+from tissuebert.cli.common import ForceOpt, require_at_least
 from tissuebert.constants import WINDOW_BP
 from tissuebert.errors import TissueBertError
 
@@ -49,6 +49,10 @@ def prepare(
     """
     from tissuebert.prepare import ReadFilters, assemble_store, prepare_store, skipped_samples
 
+    require_at_least(threads, 1, "--threads")
+    require_at_least(min_cpgs, 1, "--min-cpgs")
+    require_at_least(max_reads_per_window, 1, "--max-reads-per-window")
+    require_at_least(min_mapq, 0, "--min-mapq")
     if assemble:
         root = assemble_store(out, samples, tissue_map=tissue_map)
     else:

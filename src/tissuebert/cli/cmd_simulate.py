@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -45,6 +46,9 @@ def simulate(
     return 0
 
 
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
 def simulate_mixture(
     cohort: Annotated[Path, typer.Option("--cohort", help="A directory written by `tissuebert simulate`.")],
     out: OutOpt,
@@ -69,6 +73,10 @@ def simulate_mixture(
 
     if (proportions is None) == (random is None):
         raise ConfigError("give exactly one of --proportions or --random")
+    if not _SAFE_NAME.fullmatch(name) or name in (".", ".."):
+        raise ConfigError(f"--name {name!r} must be a plain file name (letters, digits, . _ -), written inside --out")
+    if not depth > 0:
+        raise ConfigError(f"--depth must be > 0 reads per CpG, got {depth}")
     if random is not None:
         if random < 1:
             raise ConfigError(f"--random must be >= 1, got {random}")

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from tissuebert.cli.common import ConfigOpt, ForceOpt, OutOpt, PresetOpt, SetOpt, resolve_config
+from tissuebert.cli.train_checks import check_tissue_splits, removed_if_failed_start
 
 StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="Prepared store directory (see `tissuebert prepare`).")]
 EXIT_STOPPED = 3  # stopped by a signal / stop file and not requeued: resume with --resume auto
@@ -26,6 +27,7 @@ def train(
     resume: Annotated[Optional[str], typer.Option("--resume", help="'auto' (continue RUN/checkpoints/last.pt or a newer mid-epoch checkpoint; start fresh if none) or a checkpoint path.")] = None,
     force: ForceOpt = False,
     init_from: Annotated[Optional[Path], typer.Option("--init-from", help="Start a new run from this checkpoint's weights (same tissues, panel and model shape); optimiser, schedule and counters start afresh.")] = None,
+    allow_missing_tissues: Annotated[bool, typer.Option("--allow-missing-tissues", help="Train even if a tissue has no training or no validation sample (its class is then never learned or never checked).")] = False,
 ) -> int:
     """Train TissueBERT on a store; checkpoints, logs and plots go under --out.
 
@@ -38,7 +40,10 @@ def train(
 
     cfg = resolve_config(preset, config, set_)
     overrides = [item.split("=", 1)[0].strip() for item in set_ or []]
-    metrics = run_training(cfg, store, out, resume=resume, force=force, init_from=init_from, overrides=overrides)
+    if not allow_missing_tissues:
+        check_tissue_splits(store)
+    with removed_if_failed_start(out):
+        metrics = run_training(cfg, store, out, resume=resume, force=force, init_from=init_from, overrides=overrides)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return 0
     if metrics.get("stopped"):

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from tissuebert.config import PRESETS, Config, load_config
+from tissuebert.errors import TissueBertError
 
 PresetOpt = Annotated[str, typer.Option("--preset", help=f"Config preset: {', '.join(PRESETS)}.")]
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="YAML config file (sections data, model, train, eval).")]
@@ -18,3 +19,9 @@ OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output directory.")]
 
 def resolve_config(preset: str, config_file: Path | None, overrides: list[str] | None) -> Config:
     return load_config(preset, config_file, overrides)
+
+
+def require_at_least(value: int | float | None, minimum: int | float, flag: str) -> None:
+    """Refuse a numeric option below ``minimum`` (None = not given), naming the flag."""
+    if value is not None and value < minimum:
+        raise TissueBertError(f"{flag} must be >= {minimum}, got {value}")

@@ -12,8 +12,8 @@ import numpy as np
 
 from tissuebert.atomic import atomic_dir, check_output
 from tissuebert.config import Config, dump_config
-from tissuebert.constants import CKPT, LOGREG, OUT
-from tissuebert.deconvolve.atlas_io import pat_marker_counts, read_pat, read_uxm_atlas
+from tissuebert.constants import CKPT, COORDS, LOGREG, ORDINAL_FORMATS, OUT
+from tissuebert.deconvolve.atlas_io import UXM_MIN_CPGS, pat_marker_counts, read_pat, read_uxm_atlas
 from tissuebert.deconvolve.baselines import build_references, nnls_mixture
 from tissuebert.deconvolve.output import plot_proportions, proportions_tsv, write_posteriors
 from tissuebert.deconvolve.run import (
@@ -80,6 +80,8 @@ def load_sample(*, state: dict[str, Any] | None, input_path: Path | None, fmt: s
             raise TissueBertError("the checkpoint lacks its panel's window coordinates", hint="pass --store STORE")
         if reference is None:
             raise TissueBertError("--reference FASTA is needed to rebuild the model's panel", hint="or pass --store STORE")
+        if fmt in ORDINAL_FORMATS and cpg_index is None:
+            _no_cpg_index(state, input_path)
         panel = panel_from_coordinates(reference, state[CKPT.PANEL_WINDOWS], cpg_index)
     win = read_sample_windows(input_path, fmt, panel, reference=reference, min_cpgs=min_cpgs, collapse=True)
     if win.n_rows == 0:
@@ -88,13 +90,33 @@ def load_sample(*, state: dict[str, Any] | None, input_path: Path | None, fmt: s
     return SampleInput(panel, win.window_idx.astype(np.int64), win.calls, win.counts.astype(np.int64), str(input_path))
 
 
-def _atlas_uxm(atlas_path: Path, input_path: Path | None, n_boot: int, ci_level: float, seed: int) -> DeconvResult:
+def _no_cpg_index(state: dict[str, Any], input_path: Path) -> None:
+    """A .pat/.beta input is in CpG-index coordinates: read it through the model's own CpG
+    indices (saved in the checkpoint), or refuse when the checkpoint predates them."""
+    if COORDS.CPG_INDEX not in state[CKPT.PANEL_WINDOWS]:
+        raise TissueBertError("a .pat/.beta input needs --cpg-index (the CpG index of the genome it was made with)",
+                              path=input_path, hint="this checkpoint does not carry its training CpG indices")
+    log.warning("%s: no --cpg-index given: reading it through the CpG indices the model was trained with; "
+                "the file must come from the same CpG index (wgbs_tools genome)", input_path)
+
+
+def _atlas_uxm(atlas_path: Path, input_path: Path | None, n_boot: int, ci_level: float, seed: int,
+               fmt: str | None = None) -> DeconvResult:
     """UXM against a published atlas straight from .pat reads (CpG-index coordinates, no FASTA)."""
-    if input_path is None or infer_format(input_path) != "pat":
+    if input_path is None:
         raise TissueBertError("--atlas needs a .pat(.gz) --input", path=atlas_path)
+    if (fmt or ("pat" if input_path.name.lower().endswith((".pat", ".pat.gz")) else None)) != "pat":
+        raise TissueBertError(f"uxm with --atlas reads .pat(.gz) input only (got {fmt or input_path.name})",
+                              path=input_path, hint="convert a BAM with `wgbstools bam2pat` against the atlas's genome, "
+                                                    "or use --store for the store-built uxm reference")
     atlas = read_uxm_atlas(atlas_path)
     pat = read_pat(input_path)
     mc = pat_marker_counts(pat, atlas)
+    usable = (mc.informative > 0) & np.all(np.isfinite(atlas.u_fraction), axis=1)
+    if not usable.any():
+        raise TissueBertError(f"no marker of the atlas {atlas_path.name} holds a fragment of this .pat with >= "
+                              f"{UXM_MIN_CPGS} CpG calls", path=input_path,
+                              hint="are the atlas and the .pat of the same genome build (hg19 vs hg38) and CpG index?")
     est = nnls_mixture(atlas.u_fraction, mc.u_fraction, weights=mc.informative)
     low = high = np.full(len(atlas.tissues), np.nan)
     if n_boot > 0:
@@ -164,7 +186,7 @@ def deconvolve_sample(out: Path, *, checkpoint: Path | None, methods: list[str],
         elif method in LOGREG_METHODS:
             results.append(_logreg_em(store, sample, config, n_boot=n_boot, ci_level=ci_level, seed=seed))
         elif method == "uxm" and atlas is not None:
-            results.append(_atlas_uxm(atlas, input_path, n_boot, ci_level, seed))
+            results.append(_atlas_uxm(atlas, input_path, n_boot, ci_level, seed, fmt))
         else:
             if store is None:
                 raise TissueBertError(f"method {method} builds its reference from a store's training split",

@@ -24,9 +24,10 @@ def open_text(path: str | Path):
     path = Path(path)
     with open(path, "rb") as fh:
         magic = fh.read(2)
+    # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the first column's name
     if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt")
-    return open(path, "rt")
+        return gzip.open(path, "rt", encoding="utf-8-sig")
+    return open(path, "rt", encoding="utf-8-sig")
 
 
 def tabix_index(path: str | Path) -> Path | None:

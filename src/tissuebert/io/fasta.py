@@ -23,6 +23,35 @@ def naming_hint(name: str, known: list[str] | tuple[str, ...] | set[str], where:
     return None
 
 
+def check_fai(fasta: Path, fai: Path) -> None:
+    """A ``.fai`` left from an earlier version of the FASTA makes every fetch return other bases:
+    each contig's first base must follow a header line and its last base a line end."""
+    with open(fasta, "rb") as fh:
+        if fh.read(2) == b"\x1f\x8b":
+            return  # bgzipped: offsets are in the .gzi's uncompressed space, htslib checks them
+        size = fasta.stat().st_size
+        for line_no, line in enumerate(fai.read_text().splitlines(), start=1):
+            cols = line.split("\t")
+            try:
+                name, length, offset, line_bases, line_width = cols[0], *map(int, cols[1:5])
+            except ValueError:
+                raise InputFormatError("malformed .fai line", path=fai, line=line_no,
+                                       hint="delete the .fai: it is rebuilt from the FASTA") from None
+            if length == 0 or line_bases <= 0:
+                continue
+            full, rest = divmod(length - 1, line_bases)
+            last = offset + full * line_width + rest  # byte of the contig's last base
+            fh.seek(max(offset - 1, 0))
+            before = fh.read(1)
+            fh.seek(last)
+            base, after = fh.read(1), fh.read(1)
+            if before != b"\n" or last >= size or base in (b"\n", b"\r", b">") or after not in (b"\n", b"\r", b""):
+                raise InputFormatError(f"the FASTA index {fai.name} does not fit {fasta.name} at contig {name!r}",
+                                       path=fai, line=line_no,
+                                       hint="the FASTA changed after it was indexed: delete the .fai (it is rebuilt) "
+                                            "or run `samtools faidx` again")
+
+
 class Reference:
     """A FASTA opened with pysam; sequences come back upper-cased (soft-masking ignored).
 
@@ -49,6 +78,8 @@ class Reference:
                                    hint="a gzipped FASTA must be bgzip-compressed; or decompress it") from None
         self.names: tuple[str, ...] = tuple(self._fa.references)
         self.lengths: dict[str, int] = dict(zip(self._fa.references, self._fa.lengths))
+        if index is None and fai.exists():
+            check_fai(self.path, fai)
 
     def require_chrom(self, chrom: str, *, path: str | Path, line: int | None = None, what: str = "chromosome") -> int:
         """Return the chromosome's length, or raise naming the file/line and suggesting a fix."""

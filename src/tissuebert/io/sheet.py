@@ -25,7 +25,7 @@ class SheetRow:
 
 
 def _rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    lines = [(i, ln.rstrip("\n\r")) for i, ln in enumerate(path.read_text().splitlines(), start=1)]
+    lines = [(i, ln.rstrip("\n\r")) for i, ln in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1)]
     lines = [(i, ln) for i, ln in lines if ln.strip() and not ln.startswith("#")]
     if not lines:
         raise InputFormatError("file is empty", path=path)

@@ -18,6 +18,7 @@ import pysam
 from tissuebert.constants import METH_NONE
 from tissuebert.errors import InputFormatError
 from tissuebert.io.bam import bisulfite_calls, modification_calls, open_bam
+from tissuebert.io.bam_index import check_bai_matches
 from tissuebert.io.fasta import naming_hint
 from tissuebert.prepare.project import PanelIndex, Projector
 
@@ -139,6 +140,20 @@ def _cluster_reads(bam: pysam.AlignmentFile, chrom: str, clusters: list[tuple[in
         buffer.add_cluster(open_clusters[k], clusters[k][2], clusters[k][3])
 
 
+def _check_lengths(bam: pysam.AlignmentFile, panel, path: Path, reference) -> None:
+    """A contig of another length is another genome build, even under the same name: its
+    reads would be called at positions that are not the panel's CpGs."""
+    ref_name = Path(reference).name if reference is not None else "the reference FASTA"
+    for cid, chrom in enumerate(panel.chroms):
+        if chrom not in bam.references:
+            continue
+        bam_len, ref_len = bam.get_reference_length(chrom), int(panel.chrom_lengths[cid])
+        if bam_len != ref_len:
+            raise InputFormatError(f"contig {chrom} is {bam_len:,} bp in the BAM header but {ref_len:,} bp in {ref_name}",
+                                   path=path, hint="the BAM was aligned to another genome build: align it to "
+                                   "--reference, or give the reference it was aligned to")
+
+
 def read_bam(path: Path, fmt: str, index: PanelIndex, proj: Projector, *, filters, reference=None) -> dict:
     """Stream a Bismark / bwa-meth / MM-ML BAM over the panel's windows.
 
@@ -156,6 +171,8 @@ def read_bam(path: Path, fmt: str, index: PanelIndex, proj: Projector, *, filter
             hint = naming_hint(example, contigs, "the BAM") or "is the BAM aligned to the same genome as --reference?"
             raise InputFormatError(f"none of the panel's chromosomes ({example}, ...) is in the BAM header", path=path,
                                    hint=hint)
+        _check_lengths(bam, index.panel, path, reference)
+        check_bai_matches(bam, Path(path), panel_chroms)
         saw_tags = False
         mapped = {st.contig: st.mapped for st in bam.get_index_statistics()}
         for chrom in panel_chroms:
@@ -189,5 +206,8 @@ def read_bam(path: Path, fmt: str, index: PanelIndex, proj: Projector, *, filter
     except (OSError, ValueError) as exc:
         raise InputFormatError(f"cannot read BAM: {exc}", path=path, hint="is the file truncated?") from None
     finally:
-        bam.close()
+        try:
+            bam.close()
+        except OSError:  # htslib reports an earlier read error again on close; that one was raised already
+            pass
     return {"alignments": n_alignments, "fragments": n_fragments, "dropped": dict(dropped)}

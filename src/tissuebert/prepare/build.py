@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tissuebert.atomic import atomic_dir, atomic_write_text
-from tissuebert.constants import STORE
+from tissuebert.constants import ORDINAL_FORMATS, PROVENANCE_WARNINGS, STORE
 from tissuebert.errors import OutputExistsError, StoreError, TissueBertError
 from tissuebert.io.sheet import SheetRow, read_sheet, read_tissue_map, tissue_list
 from tissuebert.prepare.panel import build_panel
@@ -110,9 +110,17 @@ def prepare_store(sheet: str | Path, reference: str | Path, regions: str | Path,
         raise TissueBertError(f"--max-reads-per-window must be >= 1, got {max_reads_per_window}")
     rows = _load_sheet(sheet, tissue_map)
     tissues = tissue_list(rows)
-    if cpg_index is None and any(r.format in ("pat", "beta") for r in rows):
-        log.warning("no --cpg-index: CpG indices are counted from the FASTA, which matches wgbs_tools' "
-                    "only if the FASTA holds exactly the contigs it indexed, in the same order")
+    warnings: list[str] = []
+    for tissue in tissues:
+        lacking = [split for split in ("train", "val") if not any(r.tissue == tissue and r.split == split for r in rows)]
+        if lacking:
+            warnings.append(f"tissue {tissue!r} has no {' or '.join(lacking)} sample in {Path(sheet).name}: "
+                            "`train` refuses such a store unless given --allow-missing-tissues")
+            log.warning("%s", warnings[-1])
+    if cpg_index is None and any(r.format in ORDINAL_FORMATS for r in rows):
+        warnings.append("no --cpg-index: CpG indices are counted from the FASTA, which matches wgbs_tools' "
+                        "only if the FASTA holds exactly the contigs it indexed, in the same order")
+        log.warning("%s", warnings[-1])
     options = {"min_cpgs": min_cpgs, "max_reads_per_window": max_reads_per_window, "sheet": str(Path(sheet).resolve()),
                "reference": str(Path(reference).resolve()), "regions": str(Path(regions).resolve()),
                "cpg_index": None if cpg_index is None else str(Path(cpg_index).resolve()),
@@ -125,6 +133,7 @@ def prepare_store(sheet: str | Path, reference: str | Path, regions: str | Path,
 
     if shard is None:
         panel = build_panel(reference, regions, cpg_index)
+        options[PROVENANCE_WARNINGS] = warnings + panel.warnings
         with atomic_dir(out, force=force) as tmp:
             ensure_panel(tmp, panel)
             results = _run_jobs(jobs_for(tmp, rows), panel, threads)
@@ -143,6 +152,7 @@ def prepare_store(sheet: str | Path, reference: str | Path, regions: str | Path,
         raise OutputExistsError("output exists and is not a store in progress", path=out,
                                 hint="choose another --out")
     panel = build_panel(reference, regions, cpg_index)
+    options[PROVENANCE_WARNINGS] = warnings + panel.warnings
     out.mkdir(parents=True, exist_ok=True)
     ensure_panel(out, panel)
     shards_dir = out / STORE.SHARDS_DIR
@@ -186,6 +196,9 @@ def _log_results(results: list[tuple[str, str | None, dict]]) -> None:
     for sample_id, error, stats in results:
         if error:
             log.warning("skipped sample %s: %s", sample_id, error)
+        elif "cpgs_covered" in stats:  # per-CpG counts: no reads came in, pseudo-reads were drawn
+            log.info("%s: per-CpG counts at %d panel CpGs, %d pseudo-read rows stored", sample_id,
+                     stats["cpgs_covered"], stats.get("rows", 0))
         else:
             log.info("%s: %d reads in, %d rows stored", sample_id, stats.get("reads_in", 0), stats.get("rows", 0))
 

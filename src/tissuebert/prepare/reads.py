@@ -113,12 +113,16 @@ def _read_pat(path: Path, index: PanelIndex, proj: Projector, stream: bool | Non
                                    hint="a .csi/.tbi needs a bgzip-compressed file; re-index it or remove the index") from None
     n_lines = 0
     chroms_seen: set[str] = set()
+    ranges = _chrom_ranges(index.panel)
 
     def counted() -> Iterator[pat_io.PatLine]:
         nonlocal n_lines
         prev: tuple[str, int] | None = None
         for rec in pat_io.iter_pat(path):
             n_lines += 1
+            bounds = ranges.get(rec[0])
+            if bounds is not None and not bounds[0] <= rec[1] <= bounds[1]:
+                _out_of_range(rec, bounds, path)
             if prev is not None and rec[0] == prev[0] and rec[1] < prev[1]:
                 raise InputFormatError("the .pat file is not sorted by CpG index", path=path, line=rec[4],
                                        hint="sort it (wgbstools convert / sort -k1,1 -k2,2n) and bgzip it")
@@ -130,6 +134,21 @@ def _read_pat(path: Path, index: PanelIndex, proj: Projector, stream: bool | Non
         proj.add(*batch)
     _check_chroms(chroms_seen, index.panel, path)
     return {"mode": "stream", "lines": n_lines}
+
+
+def _chrom_ranges(panel: Panel) -> dict[str, tuple[int, int]]:
+    """{chrom: (first, last) CpG index} of the chromosomes the panel's CpG index numbers completely."""
+    if panel.cpg_range is None:
+        return {}
+    return {c: (int(lo), int(hi)) for c, (lo, hi) in zip(panel.chroms, panel.cpg_range) if hi > 0}
+
+
+def _out_of_range(rec: pat_io.PatLine, bounds: tuple[int, int], path: Path) -> None:
+    chrom, start, _, _, line = rec
+    where = "past the end of" if start > bounds[1] else "before the start of"
+    raise InputFormatError(f".pat line starts at CpG index {start:,}, {where} {chrom} (CpG indices {bounds[0]:,}-"
+                           f"{bounds[1]:,} in the CpG index the panel was built with)", path=path, line=line,
+                           hint="the .pat was made with another genome's CpG index (--cpg-index), or it is damaged")
 
 
 def _check_chroms(seen: set[str], panel: Panel, path: Path) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from tissuebert.atomic import atomic_path
-from tissuebert.constants import CALLS_PER_BYTE, N_TOKENS, STORE, STORE_SCHEMA_VERSION, WINDOW_BP
-from tissuebert.errors import StoreError
+from tissuebert.constants import CALLS_PER_BYTE, COORDS, N_TOKENS, STORE, STORE_SCHEMA_VERSION, WINDOW_BP
+from tissuebert.errors import StoreError, reading
+from tissuebert.store.h5image import h5_writer
 
 
 @dataclass
@@ -35,6 +35,11 @@ class Panel:
     reg_start: np.ndarray  # (n_regions,) int64
     reg_end: np.ndarray  # (n_regions,) int64
     reg_name: list[str] = field(default_factory=list)
+    # (n_chroms, 2) first and last CpG index of each chromosome in the CpG index, when known:
+    # a read numbered outside its chromosome's range is an input error, not a read
+    cpg_range: np.ndarray | None = None
+    # what building the panel found suspicious but not fatal; recorded in the store's provenance
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def n_windows(self) -> int:
@@ -55,15 +60,26 @@ class Panel:
         return max(1, -(-self.max_cpgs // CALLS_PER_BYTE))
 
     def panel_hash(self) -> str:
-        """Identity of the panel: chromosome names, window coordinates, DNA tokens and CpGs.
+        """Identity of the panel: chromosome names, window coordinates, DNA tokens, CpGs and
+        their genome-wide CpG indices (a .pat input is read through these, so a shifted CpG
+        index makes another panel).
 
         A model is only valid on the panel it was trained on; checkpoints carry this hash.
         """
+        return self._hash(with_ordinals=True)
+
+    def legacy_hash(self) -> str:
+        """The hash tissuebert <= 0.1.0 wrote, which did not cover the CpG indices."""
+        return self._hash(with_ordinals=False)
+
+    def _hash(self, *, with_ordinals: bool) -> str:
         h = hashlib.sha256()
         h.update("\t".join(self.chroms).encode())
-        for arr in (self.win_chrom.astype(np.int64), self.win_start.astype(np.int64),
-                    self.dna.astype(np.uint8), self.cpg_ptr.astype(np.int64),
-                    self.cpg_offset.astype(np.uint8)):
+        arrays = [self.win_chrom.astype(np.int64), self.win_start.astype(np.int64), self.dna.astype(np.uint8),
+                  self.cpg_ptr.astype(np.int64), self.cpg_offset.astype(np.uint8)]
+        if with_ordinals:
+            arrays.append(self.cpg_index.astype(np.int64))
+        for arr in arrays:
             h.update(np.ascontiguousarray(arr).tobytes())
         return h.hexdigest()[:16]
 
@@ -83,15 +99,19 @@ class Panel:
 
     def coordinates(self) -> dict:
         """Plain, picklable description of the windows (saved in checkpoints for deconvolve)."""
-        return {"chroms": list(self.chroms), "chrom_id": self.win_chrom.astype(np.int32).copy(),
-                "start": self.win_start.astype(np.int64).copy()}
+        coords = {COORDS.CHROMS: list(self.chroms), COORDS.CHROM_ID: self.win_chrom.astype(np.int32).copy(),
+                  COORDS.START: self.win_start.astype(np.int64).copy(),
+                  COORDS.CPG_INDEX: self.cpg_index.astype(np.int64).copy()}
+        if self.cpg_range is not None:
+            coords[COORDS.CPG_RANGE] = self.cpg_range.astype(np.int64).copy()
+        return coords
 
 
 def write_panel(panel: Panel, path: str | Path) -> str:
     """Write ``panel.h5`` atomically; returns the panel hash."""
     phash = panel.panel_hash()
     str_dt = h5py.string_dtype()
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with h5_writer(path) as f:
         f.attrs[STORE.ATTR_SCHEMA] = STORE_SCHEMA_VERSION
         f.attrs[STORE.ATTR_PANEL_HASH] = phash
         f.attrs[STORE.ATTR_MAX_CPGS] = panel.max_cpgs
@@ -105,6 +125,8 @@ def write_panel(panel: Panel, path: str | Path) -> str:
         f.create_dataset(STORE.CPG_PTR, data=panel.cpg_ptr.astype(np.int64))
         f.create_dataset(STORE.CPG_OFFSET, data=panel.cpg_offset.astype(np.uint8))
         f.create_dataset(STORE.CPG_INDEX, data=panel.cpg_index.astype(np.int64))
+        if panel.cpg_range is not None:
+            f.create_dataset(STORE.CPG_RANGE, data=panel.cpg_range.astype(np.int64))
         f.create_dataset(STORE.REG_CHROM, data=panel.reg_chrom.astype(np.int32))
         f.create_dataset(STORE.REG_START, data=panel.reg_start.astype(np.int64))
         f.create_dataset(STORE.REG_END, data=panel.reg_end.astype(np.int64))
@@ -116,7 +138,7 @@ def read_panel(path: str | Path) -> Panel:
     path = Path(path)
     if not path.is_file():
         raise StoreError("panel file missing", path=path, hint="run `tissuebert prepare` to build the store")
-    try:
+    with reading(path, "panel", StoreError, hint="panel.h5 is truncated or damaged: rebuild the store"):
         with h5py.File(path, "r") as f:
             def arr(key: str) -> np.ndarray:
                 if key not in f:
@@ -132,6 +154,5 @@ def read_panel(path: str | Path) -> Panel:
                 cpg_offset=arr(STORE.CPG_OFFSET), cpg_index=arr(STORE.CPG_INDEX),
                 reg_chrom=arr(STORE.REG_CHROM), reg_start=arr(STORE.REG_START), reg_end=arr(STORE.REG_END),
                 reg_name=[n.decode() if isinstance(n, bytes) else str(n) for n in arr(STORE.REG_NAME)],
+                cpg_range=f[STORE.CPG_RANGE][()] if STORE.CPG_RANGE in f else None,
             )
-    except OSError as exc:
-        raise StoreError(f"cannot read panel: {exc}", path=path) from None

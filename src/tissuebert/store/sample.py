@@ -9,9 +9,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from tissuebert.atomic import atomic_path
 from tissuebert.constants import CALL_BITS, CALLS_PER_BYTE, METH_NONE, STORE, STORE_SCHEMA_VERSION
-from tissuebert.errors import StoreError
+from tissuebert.errors import StoreError, reading
+from tissuebert.store.h5image import h5_writer
 
 
 def pack_calls(calls: np.ndarray, call_bytes: int) -> np.ndarray:
@@ -73,18 +73,16 @@ def write_sample(path: str | Path, *, sample_id: str, window_idx: np.ndarray, ca
     counts = np.bincount(window_idx, minlength=n_windows) if window_idx.size else np.zeros(n_windows, np.int64)
     window_ptr = np.zeros(n_windows + 1, dtype=np.int64)
     np.cumsum(counts, out=window_ptr[1:])
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs[STORE.ATTR_SCHEMA] = STORE_SCHEMA_VERSION
-            f.attrs[STORE.ATTR_SAMPLE_ID] = sample_id
-            f.attrs[STORE.ATTR_PANEL_HASH] = panel_hash
-            f.attrs[STORE.ATTR_PSEUDO] = bool(pseudo_reads)
-            f.attrs[STORE.ATTR_CALL_BYTES] = calls.shape[1]
-            f.create_dataset(STORE.READ_WINDOW, data=window_idx)
-            f.create_dataset(STORE.CALLS, data=calls)
-            f.create_dataset(STORE.WINDOW_PTR, data=window_ptr)
-        digest = sha256_file(tmp)
-    return digest
+    with h5_writer(path) as f:
+        f.attrs[STORE.ATTR_SCHEMA] = STORE_SCHEMA_VERSION
+        f.attrs[STORE.ATTR_SAMPLE_ID] = sample_id
+        f.attrs[STORE.ATTR_PANEL_HASH] = panel_hash
+        f.attrs[STORE.ATTR_PSEUDO] = bool(pseudo_reads)
+        f.attrs[STORE.ATTR_CALL_BYTES] = calls.shape[1]
+        f.create_dataset(STORE.READ_WINDOW, data=window_idx)
+        f.create_dataset(STORE.CALLS, data=calls)
+        f.create_dataset(STORE.WINDOW_PTR, data=window_ptr)
+    return sha256_file(path)
 
 
 def _memmap(path: Path, ds: h5py.Dataset) -> np.ndarray:
@@ -99,7 +97,7 @@ def read_sample(path: str | Path, *, mmap: bool = False) -> SampleReads:
     path = Path(path)
     if not path.is_file():
         raise StoreError("sample file missing", path=path, hint="re-run `tissuebert prepare` for this sample")
-    try:
+    with reading(path, "sample file", StoreError, hint="the file is truncated or damaged: re-run `tissuebert prepare`"):
         with h5py.File(path, "r") as f:
             for key in (STORE.READ_WINDOW, STORE.CALLS, STORE.WINDOW_PTR):
                 if key not in f:
@@ -108,6 +106,4 @@ def read_sample(path: str | Path, *, mmap: bool = False) -> SampleReads:
                 arrays = [_memmap(path, f[k]) for k in (STORE.READ_WINDOW, STORE.CALLS, STORE.WINDOW_PTR)]
             else:
                 arrays = [f[k][()] for k in (STORE.READ_WINDOW, STORE.CALLS, STORE.WINDOW_PTR)]
-    except OSError as exc:
-        raise StoreError(f"cannot read sample file: {exc}", path=path) from None
     return SampleReads(window_idx=arrays[0], calls=arrays[1], window_ptr=arrays[2])

@@ -11,10 +11,13 @@ import h5py
 import numpy as np
 
 from tissuebert.constants import DNA_VOCAB, N_TOKENS, SPLITS, STORE
-from tissuebert.errors import StoreError
+from tissuebert.errors import StoreError, reading
 from tissuebert.store.panel import Panel, read_panel
 from tissuebert.store.sample import sha256_file, unpack_calls
 from tissuebert.store.store import Manifest, SampleRecord, read_manifest
+
+
+_REBUILD = "the file is truncated or damaged: re-run `tissuebert prepare` for this sample (--force)"
 
 
 def _check_panel(panel: Panel, manifest: Manifest, path: Path) -> None:
@@ -34,6 +37,9 @@ def _check_panel(panel: Panel, manifest: Manifest, path: Path) -> None:
     if panel.max_cpgs != manifest.max_cpgs or panel.call_bytes != manifest.call_bytes:
         raise StoreError("panel max_cpgs / call_bytes disagree with the manifest", path=path)
     phash = panel.panel_hash()
+    if phash != manifest.panel_hash and panel.legacy_hash() == manifest.panel_hash:
+        raise StoreError("store made by tissuebert <= 0.1.0, whose panel hash did not cover the CpG indices",
+                         path=path, hint="rebuild it with `tissuebert prepare` (and retrain its models)")
     if phash != manifest.panel_hash:
         raise StoreError(f"panel hash {phash} differs from the manifest's {manifest.panel_hash}", path=path,
                          hint="panel.h5 was replaced after the samples were prepared; rebuild the store")
@@ -53,7 +59,7 @@ def _check_sample(root: Path, rec: SampleRecord, manifest: Manifest, panel: Pane
         if digest != rec.sha256:
             raise StoreError(f"sample {rec.sample_id!r}: checksum mismatch (manifest {rec.sha256[:12]}..., file {digest[:12]}...)",
                              path=path, hint="the file changed after prepare; re-run prepare for this sample")
-    with h5py.File(path, "r") as f:
+    with reading(path, f"sample {rec.sample_id!r}", StoreError, hint=_REBUILD), h5py.File(path, "r") as f:
         for key in (STORE.READ_WINDOW, STORE.CALLS, STORE.WINDOW_PTR):
             if key not in f:
                 raise StoreError(f"dataset {key!r} missing", path=path)
@@ -90,9 +96,9 @@ def validate_store(root: str | Path, *, verify_checksums: bool = True) -> tuple[
     root = Path(root)
     manifest = read_manifest(root)
     panel_path = root / STORE.PANEL
+    panel = read_panel(panel_path)  # first: a missing panel is said as such
     if verify_checksums and sha256_file(panel_path) != manifest.panel_sha256:
         raise StoreError("panel.h5 checksum differs from the manifest", path=panel_path, hint="rebuild the store")
-    panel = read_panel(panel_path)
     _check_panel(panel, manifest, panel_path)
     if not manifest.tissues:
         raise StoreError("manifest lists no tissues", path=root / STORE.MANIFEST)

@@ -7,6 +7,7 @@ the reference genome, and so a mismatched input is refused on load.
 
 from __future__ import annotations
 
+import io
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -33,8 +34,11 @@ def save_checkpoint(path: str | Path, state: dict[str, Any], *,
     """
     state = dict(state)
     state[CKPT.VERSION] = __version__
+    buffer = io.BytesIO()  # serialise in memory: a full disk is then one OSError, not a torch RuntimeError
+    torch.save(state, buffer)
     with atomic_path(path, durable=True) as tmp:
-        torch.save(state, tmp)
+        with open(tmp, "wb") as fh:
+            fh.write(buffer.getbuffer())
         if before_rename is not None:
             before_rename()
 
@@ -115,4 +119,5 @@ def check_compatible(state: dict[str, Any], *, tissues: list[str], panel_hash: s
                               hint=f"use a checkpoint trained on this {against}")
     if state[CKPT.PANEL_HASH] != panel_hash:
         raise CheckpointError(f"panel hash {state[CKPT.PANEL_HASH]} differs from the {against}'s {panel_hash}",
-                              path=path, hint="the model was trained on another region panel, window size or reference")
+                              path=path, hint="the model was trained on another region panel, reference or CpG index "
+                              "(checkpoints of tissuebert <= 0.1.0 hashed panels without their CpG indices)")

@@ -6,8 +6,10 @@ import torch
 from torch import nn
 
 from tissuebert.config import TrainConfig
+from tissuebert.errors import ConfigError
 
 MIN_WARMUP_STEPS = 2  # a tiny run still warms up over at least this many optimiser steps
+MIN_SCHEDULE_STEPS = 3  # the shortest run whose one-cycle schedule has a warm-up and a decay leg
 
 
 PANEL_TABLES = ("cpg_emb", "cpg_logit")  # the model's per-(panel CpG, call) tables
@@ -79,8 +81,16 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_st
     With the paper values this is 1.6e-5 -> 4e-4 -> 4e-8. Momentum cycling is off: AdamW's
     betas stay what the config says.
     """
+    pct = warmup_fraction(cfg, total_steps)
+    warm_end = pct * total_steps - 1  # OneCycleLR's last warm-up step: both legs need at least one step
+    if not (0 < warm_end < total_steps - 1):
+        raise ConfigError(f"train.epochs x steps per epoch = {total_steps} optimiser step(s) with warm-up "
+                          f"{pct:.2f} leave no room for the one-cycle schedule's warm-up and decay",
+                          hint=f"give it at least {MIN_SCHEDULE_STEPS} steps (raise train.epochs or "
+                               "train.steps_per_epoch) and train.warmup_frac < 1")
     return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=[group.get("max_lr", cfg.max_lr) for group in optimizer.param_groups], total_steps=max(total_steps, 2), pct_start=warmup_fraction(cfg, total_steps),
+        optimizer, max_lr=[group.get("max_lr", cfg.max_lr) for group in optimizer.param_groups],
+        total_steps=total_steps, pct_start=pct,
         anneal_strategy="cos", div_factor=cfg.div_factor, final_div_factor=cfg.final_div_factor,
         cycle_momentum=False)
 
