@@ -86,7 +86,7 @@ def _store_with_model(root: Path, *, legacy: bool = False):
     store = Store.open(root / "store")
     config = tiny_config()
     torch.manual_seed(0)
-    state = checkpoint_state(build_model(config.model, len(store.tissues)).eval(), config, store, 0)
+    state = checkpoint_state(build_model(config.model, len(store.tissues), store.panel).eval(), config, store, 0)
     if legacy:
         del state[CKPT.PANEL_WINDOWS][COORDS.CPG_INDEX]
     save_checkpoint(root / "model.pt", state)

@@ -168,7 +168,7 @@ def _checkpoint(store_root: Path, out: Path, *, legacy: bool = False) -> Path:
     import torch
 
     torch.manual_seed(0)
-    state = checkpoint_state(build_model(config.model, len(store.tissues)).eval(), config, store, 0)
+    state = checkpoint_state(build_model(config.model, len(store.tissues), store.panel).eval(), config, store, 0)
     if legacy:
         del state[CKPT.PANEL_WINDOWS][COORDS.CPG_INDEX]
     save_checkpoint(out, state)
