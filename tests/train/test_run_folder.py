@@ -62,7 +62,7 @@ def test_init_from_starts_a_new_run_from_the_weights(marker_store, source_run, t
     source = source_run / RUN.CHECKPOINTS / "last.pt"
     run = tmp_path / "finetune"
     # a learning rate of 1e-12 leaves the weights where they started: they must be the source's
-    assert main(train_args(marker_store, run, "train.max_lr=1e-12")
+    assert main(train_args(marker_store, run, "train.max_lr=1e-12", "train.panel_lr=1e-12")
                 + ["--init-from", str(source)]) == 0
     state, start = load_checkpoint(run / RUN.CHECKPOINTS / "last.pt"), load_checkpoint(source)
     for key, value in start[CKPT.MODEL].items():
