@@ -139,6 +139,7 @@ CKPT = SimpleNamespace(
     PANEL_WINDOWS="panel_windows",  # chroms + (chrom_id, start) of every window, for deconvolve
     CLASS_PRIOR="class_prior",
     TEMPERATURE="temperature",
+    CLASS_BIAS="class_bias",  # dict: temperature + per-tissue bias of bias-corrected calibration (deconvolution)
     CALIBRATION="calibration",  # dict: split, n_reads, nll/ece before and after temperature scaling
     VERSION="tissuebert_version",
     MID_EPOCH="mid_epoch",

@@ -152,8 +152,14 @@ def score_reads(model_state: dict[str, Any], panel: Panel, window_idx: np.ndarra
                                 batch_size=batch_size or config.eval.batch_size, device=dev, precision=precision,
                                 progress=lambda n: progress.advance(task, n))
     temp = temperature_of(model_state) if temperature is None else temperature
+    corrected = model_state.get(CKPT.CLASS_BIAS)
+    scored = logits
+    if corrected and temperature is None:
+        # bias-corrected calibration (tissuebert calibrate): logits / T' + b, the per-tissue lean removed
+        temp = float(corrected["temperature"])
+        scored = logits + temp * np.asarray(corrected["bias"], dtype=np.float32)[None, :]
     # float32 halves the largest array; EM rescales each row in float64 before using it
-    return logits, likelihoods_from_logits(logits, class_prior(model_state), temp).astype(np.float32)
+    return logits, likelihoods_from_logits(scored, class_prior(model_state), temp).astype(np.float32)
 
 
 def logreg_loglik(fit: LogRegFit, panel: Panel, window_idx: np.ndarray, calls: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ from typing import Any
 
 from tissuebert.atomic import check_output
 from tissuebert.constants import CKPT
-from tissuebert.evaluate.calibration import expected_calibration_error, fit_temperature, nll, softmax_probs
+from tissuebert.evaluate.calibration import expected_calibration_error, fit_bias_corrected, fit_temperature, nll, softmax_probs
 from tissuebert.evaluate.evaluate import score_split
 from tissuebert.progress import get_logger
 from tissuebert.store.store import Store
@@ -40,6 +40,8 @@ def calibrate_checkpoint(checkpoint: str | Path, store: str | Path | Store, *, s
                          seed=seed, batch_size=batch_size, device=device, precision=precision)
     logits, targets = scored.logits, scored.reads.labels
     temperature = fit_temperature(logits, targets)
+    # for deconvolution: temperature and a per-tissue bias fitted together (calibration.fit_bias_corrected)
+    bc_temperature, class_bias = fit_bias_corrected(logits, targets, len(state[CKPT.TISSUES]))
     bins = config.eval.ece_bins
     report = {
         "split": split, "n_reads": int(scored.reads.n_reads), "temperature": temperature,
@@ -49,6 +51,8 @@ def calibrate_checkpoint(checkpoint: str | Path, store: str | Path | Store, *, s
     }
     state = dict(state)
     state[CKPT.TEMPERATURE] = temperature
+    state[CKPT.CLASS_BIAS] = {"temperature": bc_temperature, "bias": [float(b) for b in class_bias]}
+    report["bias_corrected"] = {"temperature": bc_temperature, "bias": [float(b) for b in class_bias]}
     state[CKPT.CALIBRATION] = report
     save_checkpoint(out, state)
     log.info("temperature %.4f on %d %s reads: NLL %.4f -> %.4f, ECE %.4f -> %.4f; wrote %s", temperature,
