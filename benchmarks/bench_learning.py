@@ -48,8 +48,9 @@ def oracle_balanced(store: Store, reads) -> float | None:
     return balanced_accuracy(loglik.argmax(1), reads.labels, len(store.tissues))
 
 
-def run_variant(name: str, overrides: list[str], args, store: Store, test_reads) -> dict:
-    out = Path(args.out) / name
+def train_curve(store: Store, out: Path, args, overrides: list[str] = ()) -> tuple[object, list[dict], float]:
+    """A real `tissuebert train` run of ``args.steps`` steps in ``args.points`` epochs:
+    (resolved config, epochs.csv rows, seconds). Shared with bench_sample_efficiency.py."""
     sets = [f"train.epochs={args.points}", f"train.steps_per_epoch={max(1, args.steps // args.points)}",
             f"train.threads={args.threads}", *args.set, *overrides]
     config = load_config(args.preset, overrides=sets)
@@ -57,7 +58,12 @@ def run_variant(name: str, overrides: list[str], args, store: Store, test_reads)
     run_training(config, store.root, out, force=True)
     seconds = time.perf_counter() - t0
     with open(out / RUN.LOGS / RUN.EPOCHS_CSV) as fh:
-        rows = list(csv.DictReader(fh))
+        return config, list(csv.DictReader(fh)), seconds
+
+
+def run_variant(name: str, overrides: list[str], args, store: Store, test_reads) -> dict:
+    out = Path(args.out) / name
+    config, rows, seconds = train_curve(store, out, args, overrides)
     curve = [(int(r["global_step"]), float(r["val_balanced_acc"]), float(r["train_loss"])) for r in rows]
     model = model_from_checkpoint(load_checkpoint(out / RUN.CHECKPOINTS / CKPT_LAST))
     logits = predict_logits(model, TokenTables(store.panel), test_reads.window_idx, test_reads.calls,

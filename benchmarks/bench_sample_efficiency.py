@@ -17,22 +17,21 @@ Writes OUT/efficiency.json and OUT/efficiency.png; prints a table and the projec
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from tissuebert.config import load_config
-from tissuebert.constants import RUN
 from tissuebert.data.eval_set import build_eval_reads
 from tissuebert.evaluate.oracle import oracle_loglik_for_reads
 from tissuebert.store.store import Store
-from tissuebert.train import run_training
 from tissuebert.train.metrics import classification_metrics
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_learning import train_curve  # noqa: E402  (a sibling script: the same training run)
 
 DESIGN_WINDOWS = 51_000
 
@@ -74,14 +73,7 @@ def model_curve(store: Store, out: Path, args) -> tuple[np.ndarray, np.ndarray, 
     if cache.is_file():
         saved = json.loads(cache.read_text())
         return np.array(saved["reads"]), np.array(saved["balanced"]), saved["seconds_per_read"]
-    sets = [f"train.epochs={args.points}", f"train.steps_per_epoch={args.steps // args.points}",
-            f"train.threads={args.threads}", *args.set]
-    config = load_config(args.preset, overrides=sets)
-    t0 = time.perf_counter()
-    run_training(config, store.root, out, force=True)
-    seconds = time.perf_counter() - t0
-    with open(out / RUN.LOGS / RUN.EPOCHS_CSV) as fh:
-        rows = list(csv.DictReader(fh))
+    config, rows, seconds = train_curve(store, out, args)
     per_step = config.train.batch_size * config.train.accum_steps
     reads = np.array([int(r["global_step"]) * per_step for r in rows], dtype=np.float64)
     balanced_acc = np.array([float(r["val_balanced_acc"]) for r in rows])

@@ -59,14 +59,12 @@ DEMO_METHODS = ("em", "logreg", "uxm", "nnls")  # model EM, its simple rival, th
 ORACLE = "oracle"
 
 
-def _oracle_mixture(cohort: Path, store_root: Path, pat: Path, tissues: list[str]) -> dict[str, float]:
+def _oracle_mixture(cohort: Path, store, pat: Path) -> dict[str, float]:
     """Maximum-likelihood proportions of a mixture's reads under the exact generative likelihoods."""
     from tissuebert.deconvolve.em import em_proportions, scaled_likelihoods
     from tissuebert.deconvolve.sample import load_sample
     from tissuebert.evaluate.oracle import oracle_loglik_for_reads
-    from tissuebert.store.store import Store
 
-    store = Store.open(store_root)
     sample = load_sample(state=None, input_path=pat, fmt="pat", cpg_index=cohort / "CpG.bed.gz",
                          reference=cohort / "genome.fa", store=store, sample_id=None)
     lik = scaled_likelihoods(oracle_loglik_for_reads(cohort, store, sample.window_idx, sample.calls))
@@ -104,6 +102,9 @@ def run_demo(out: Path, *, seed: int, force: bool, epochs: int | None, preset: s
     truth = load_truth(cohort)
     tissues = list(truth.tissues)
     mixes = demo_mixtures(tissues, seed)
+    from tissuebert.store.store import Store
+
+    opened = Store.open(store)  # read once for the oracle of every mixture
     rows = []
     for name, props in mixes.items():
         pat = simulate_mixture(cohort, props, depth=DEMO_DEPTH, seed=seed, out_path=dec / "inputs" / f"{name}.pat.gz")
@@ -111,7 +112,7 @@ def run_demo(out: Path, *, seed: int, force: bool, epochs: int | None, preset: s
               "--reference", str(cohort / "genome.fa"), "--store", str(store), "--method", ",".join(DEMO_METHODS),
               "--out", str(dec / name), *force_flag])
         estimates = read_proportions_tsv(dec / name / OUT.PROPORTIONS)
-        estimates[ORACLE] = _oracle_mixture(cohort, store, pat, tissues)
+        estimates[ORACLE] = _oracle_mixture(cohort, opened, pat)
         per_method = {}
         for method, est in estimates.items():
             err = [abs(est.get(t, 0.0) - props.get(t, 0.0)) for t in tissues]
