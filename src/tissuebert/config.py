@@ -45,12 +45,15 @@ class ModelConfig(_Section):
     cpg_embedding_dim: int = Field(0, ge=0, description="Width of a learned vector per (panel CpG, call) added at every called CpG token (projected to model.hidden when narrower); 0 = none. Binds the model to its panel, as the panel hash already does.")
     cpg_logits: bool = Field(False, description="Add a learned logit vector per (panel CpG, call), summed over the read's calls, to the head's output: the logistic regression's features as a direct route, the encoder learns the rest.")
     joint_tokens: bool = Field(False, description="Also add a learned vector per (3-mer, call) pair to each token (an ablation of the design's sum of separate DNA and methylation embeddings; docs/training.md).")
+    fragment_states: int = Field(0, ge=0, description="K >= 2 adds the fragment-state head: the read's evidence for each of K methylation states (a per-(panel CpG, call) emission table plus the encoder's per-token correction) mixed by a learned per-(window, tissue) state distribution (U / X / M fragments for K = 3); 0 = none. Binds the model to its panel.")
     attention: Literal["auto", "sdpa", "math"] = Field("auto", description="Attention kernel: scaled_dot_product_attention ('sdpa'), explicit matmul-softmax-matmul ('math'), or 'auto' (SDPA on GPU and for CPU inference; math for CPU training, where it is faster with attention dropout).")
 
     @model_validator(mode="after")
     def _heads_divide(self) -> "ModelConfig":
         if self.hidden % self.n_heads:
             raise ValueError(f"model.hidden ({self.hidden}) must be divisible by model.n_heads ({self.n_heads})")
+        if self.fragment_states == 1:
+            raise ValueError("model.fragment_states must be 0 (off) or >= 2 states")
         return self
 
 

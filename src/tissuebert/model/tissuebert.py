@@ -5,11 +5,13 @@ Pure torch: takes token tensors, returns logits. It knows nothing of files, loss
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tissuebert.constants import DNA_PAD, DNA_VOCAB, METH_M, METH_VOCAB, N_TOKENS
+from tissuebert.constants import DNA_PAD, DNA_VOCAB, METH_M, METH_U, METH_VOCAB, N_TOKENS
 
 # "auto": SDPA on GPU (flash / memory-efficient kernels) and for CPU inference, explicit math for
 # CPU training
@@ -144,6 +146,10 @@ class PanelFeatures(nn.Module):
     def n_features(self) -> int:
         return 2 * self.n_cpgs + 1  # + padding
 
+    @property
+    def n_windows(self) -> int:
+        return int(self.cpg_first.shape[0])
+
     def forward(self, window: torch.Tensor, meth: torch.Tensor) -> torch.Tensor:
         """(B,) window indices + (B, L) methylation tokens -> (B, L) feature ids."""
         bsz, length = meth.shape
@@ -174,12 +180,20 @@ class TissueBERT(nn.Module):
     ~460,000 CpGs, so the paper preset keeps it narrow); ``cpg_logits`` adds a learned per-(panel CpG, call) logit vector, summed over the
     read's calls, to the head's output (the logistic regression's features as a direct route
     to the logits, so the encoder learns what the read holds beyond independent CpG effects).
+
+    ``fragment_states`` = K > 0 adds the fragment-state head (:class:`FragmentStateHead`): a read
+    comes from one cell and one allele, so in a marker window its CpGs share one state (mostly
+    unmethylated, mixed, mostly methylated: UXM's U / X / M); the head scores each of K states from
+    the read (a per-(panel CpG, call) emission table plus the encoder's per-token correction,
+    summed over the read's calls) and mixes them with a learned per-(window, tissue) state
+    distribution.
     """
 
     def __init__(self, *, n_tissues: int, n_layers: int = 6, hidden: int = 512, n_heads: int = 8,
                  ffn: int = 2048, dropout: float = 0.1, head_hidden: int = 512, max_len: int = N_TOKENS,
                  attention: str = "auto", pooling: str = "cpg", cpg_embedding_dim: int = 0,
-                 cpg_logits: bool = False, joint_tokens: bool = False, panel: dict | None = None) -> None:
+                 cpg_logits: bool = False, joint_tokens: bool = False, fragment_states: int = 0,
+                 panel: dict | None = None) -> None:
         super().__init__()
         if n_tissues < 2:
             raise ValueError(f"n_tissues must be >= 2, got {n_tissues}")
@@ -187,8 +201,10 @@ class TissueBERT(nn.Module):
             raise ValueError(f"hidden ({hidden}) must be divisible by n_heads ({n_heads})")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        if (cpg_embedding_dim or cpg_logits) and panel is None:
-            raise ValueError("cpg_embedding_dim / cpg_logits need the panel (panel_buffers(panel))")
+        if (cpg_embedding_dim or cpg_logits or fragment_states) and panel is None:
+            raise ValueError("cpg_embedding_dim / cpg_logits / fragment_states need the panel (panel_buffers(panel))")
+        if fragment_states == 1 or fragment_states < 0:
+            raise ValueError(f"fragment_states must be 0 (off) or >= 2, got {fragment_states}")
         self.n_tissues = n_tissues
         self.max_len = max_len
         self.pooling = pooling
@@ -213,6 +229,9 @@ class TissueBERT(nn.Module):
         self.cpg_proj = (nn.Linear(cpg_embedding_dim, hidden, bias=False)
                          if cpg_embedding_dim and cpg_embedding_dim != hidden else None)
         self.cpg_logit = self._panel_embedding(n_tissues, zero=True) if cpg_logits else None
+        self.states = (FragmentStateHead(n_states=fragment_states, n_tissues=n_tissues, hidden=hidden,
+                                         n_features=self.panel.n_features, n_windows=self.panel.n_windows)
+                       if fragment_states else None)
 
     def _panel_embedding(self, width: int, *, zero: bool) -> nn.Embedding:
         emb = nn.Embedding(self.panel.n_features, width, padding_idx=self.panel.n_features - 1)
@@ -260,6 +279,8 @@ class TissueBERT(nn.Module):
         logits = self.head(self._pool(x, keep, meth))
         if self.cpg_logit is not None:
             logits = logits + self.cpg_logit(features).sum(1).to(logits.dtype)  # (B, T)
+        if self.states is not None:
+            logits = logits + self.states(x, features, window, meth).to(logits.dtype)
         return logits
 
     def _pool(self, x: torch.Tensor, keep: torch.Tensor, meth: torch.Tensor) -> torch.Tensor:
@@ -278,17 +299,65 @@ class TissueBERT(nn.Module):
         return (x * weights).sum(1) / weights.sum(1).clamp_min(1.0)  # (B, D)
 
 
+class FragmentStateHead(nn.Module):
+    """Tissue logits from the fragment's state: logsumexp_k [log pi[window, tissue, k] + e_k(read)].
+
+    A fragment comes from one cell and one allele, so the CpGs it covers in a marker region share
+    one methylation state (the U / X / M fragments of Loyfer et al. 2023 and UXM); a tissue is
+    told by how often its fragments are in each state there, not by each CpG on its own. With K
+    states:
+
+    - ``emission`` (per (panel CpG, call), K values, padding row zero): log p(call | state k) for
+      each CpG, initialised to K states whose methylation probability runs evenly from 0.05 to
+      0.95 (K = 3: U, X, M), so from step 0 the head already sorts reads by state;
+    - ``token`` (Linear hidden -> K, zero-initialised): the encoder's correction per called token
+      (context the tables cannot see: neighbouring calls, which CpGs go together);
+    - ``prior`` (per window, T x K, zero-initialised = uniform): log pi, the per-tissue state
+      distribution of the window, normalised over the states.
+
+    The read's evidence e_k is the sum over its called tokens, so ten concordant calls weigh more
+    than one but saturate once the state is certain: the within-fragment structure an additive
+    per-CpG model (the logistic regression) cannot express. Both tables are panel tables
+    (train.panel_lr).
+    """
+
+    def __init__(self, *, n_states: int, n_tissues: int, hidden: int, n_features: int, n_windows: int) -> None:
+        super().__init__()
+        self.n_states = n_states
+        self.n_tissues = n_tissues
+        self.emission = nn.Embedding(n_features, n_states, padding_idx=n_features - 1)
+        q = torch.linspace(0.05, 0.95, n_states, dtype=torch.float64)
+        with torch.no_grad():
+            per_cpg = self.emission.weight[:-1].view(-1, 2, n_states)  # (C, call, K); feature = 2 * CpG + call
+            per_cpg[:, METH_U] = torch.log1p(-q).float()
+            per_cpg[:, METH_M] = torch.log(q).float()
+            self.emission.weight[-1].zero_()  # padding: tokens without a call
+        self.token = nn.Linear(hidden, n_states)
+        nn.init.zeros_(self.token.weight)
+        nn.init.zeros_(self.token.bias)
+        self.prior = nn.Embedding(n_windows, n_tissues * n_states)
+        nn.init.zeros_(self.prior.weight)
+
+    def forward(self, x: torch.Tensor, features: torch.Tensor, window: torch.Tensor, meth: torch.Tensor) -> torch.Tensor:
+        """x (B, L, D) encoder output, features (B, L) panel feature ids, window (B,), meth (B, L) -> (B, T)."""
+        called = (meth <= METH_M).unsqueeze(-1)  # (B, L, 1)
+        token = self.token(x).float().masked_fill(~called, 0.0)
+        evidence = (self.emission(features) + token).sum(1)  # (B, K)
+        log_pi = self.prior(window).view(-1, self.n_tissues, self.n_states).log_softmax(-1)  # (B, T, K)
+        return torch.logsumexp(log_pi + evidence[:, None, :], dim=-1)
+
+
 def build_model(model_cfg, n_tissues: int, panel=None) -> TissueBERT:
     """Model from a :class:`tissuebert.config.ModelConfig`; ``panel`` (a store Panel, or the
     ``panel_buffers`` dict) is needed when the config uses the panel-bound parts."""
-    panel_bound = bool(model_cfg.cpg_embedding_dim or model_cfg.cpg_logits)
+    panel_bound = bool(model_cfg.cpg_embedding_dim or model_cfg.cpg_logits or model_cfg.fragment_states)
     if panel is not None and not isinstance(panel, dict):
         panel = panel_buffers(panel)
     return TissueBERT(n_tissues=n_tissues, n_layers=model_cfg.n_layers, hidden=model_cfg.hidden,
                       n_heads=model_cfg.n_heads, ffn=model_cfg.ffn, dropout=model_cfg.dropout,
                       head_hidden=model_cfg.head_hidden, attention=model_cfg.attention, pooling=model_cfg.pooling,
                       cpg_embedding_dim=model_cfg.cpg_embedding_dim, cpg_logits=model_cfg.cpg_logits,
-                      joint_tokens=model_cfg.joint_tokens,
+                      joint_tokens=model_cfg.joint_tokens, fragment_states=model_cfg.fragment_states,
                       panel=panel if panel_bound else None)
 
 

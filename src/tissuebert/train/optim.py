@@ -12,7 +12,7 @@ MIN_WARMUP_STEPS = 2  # a tiny run still warms up over at least this many optimi
 MIN_SCHEDULE_STEPS = 3  # the shortest run whose one-cycle schedule has a warm-up and a decay leg
 
 
-PANEL_TABLES = ("cpg_emb", "cpg_logit")  # the model's per-(panel CpG, call) tables
+PANEL_TABLES = ("cpg_emb", "cpg_logit", "states.emission", "states.prior")  # the model's per-panel tables
 PANEL_LR_SCALE = 2.0  # train.panel_lr = null: 2 x windows / training reads (see panel_max_lr)
 
 
@@ -27,7 +27,7 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     for module in model.modules():
         if isinstance(module, (nn.Embedding, nn.LayerNorm)):
             no_decay.update(id(p) for p in module.parameters(recurse=False))
-    panel = {id(getattr(model, name).weight) for name in PANEL_TABLES if getattr(model, name, None) is not None}
+    panel = {id(model.get_submodule(name).weight) for name in PANEL_TABLES if _has_submodule(model, name)}
     decay, plain, tables = [], [], []
     for param in model.parameters():
         if not param.requires_grad:
@@ -40,6 +40,14 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     if tables:
         groups.append({"params": tables, "weight_decay": 0.0, "panel": True})
     return groups
+
+
+def _has_submodule(model: nn.Module, name: str) -> bool:
+    try:
+        model.get_submodule(name)
+        return True
+    except AttributeError:
+        return False
 
 
 def panel_max_lr(cfg: TrainConfig, n_windows: int, total_reads: int) -> float:
