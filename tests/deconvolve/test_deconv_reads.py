@@ -69,7 +69,10 @@ def test_deconvolve_cli_on_a_store_sample_all_methods(tiny, tmp_path, capsys):
     lines = (out / OUT.PROPORTIONS).read_text().splitlines()
     assert lines[0].split("\t") == ["method", "tissue", "proportion", "ci_low", "ci_high", "reads_used"]
     em_rows = [line.split("\t") for line in lines[1:] if line.startswith("em\t")]
-    assert all(float(r[3]) <= float(r[4]) for r in em_rows)
+    # the Liver interval is a real interval around its estimate (30 replicates of 600 reads: not a point)
+    liver = next(r for r in em_rows if r[1] == "Liver")
+    assert float(liver[3]) < float(liver[2]) <= float(liver[4]) or float(liver[3]) <= float(liver[2]) < float(liver[4])
+    assert 0.005 < float(liver[4]) - float(liver[3]) < 0.2
     assert abs(sum(float(r[5]) for r in em_rows) - 600) < 0.5  # reads attributed add up to the sample
     with gzip.open(out / OUT.POSTERIORS, "rt") as fh:
         header = fh.readline().rstrip("\n").split("\t")
