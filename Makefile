@@ -7,7 +7,7 @@ PY  := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast mutation bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +29,16 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
+# hand-written mutants (tests/mutants.py: each must turn its tests red), then cosmic-ray per core
+# module (tests/mutation.py; hours on two cores; docs/testing.md holds the scores)
+mutation: $(STAMP)
+	$(PIP) install --quiet -e ".[test,mutation]"
+	$(PY) tests/mutants.py
+	$(PY) tests/mutation.py
+
 bench: $(STAMP)
 	$(PIP) install --quiet -e ".[test,bench]"
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mutation

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from ci import on_ci
 
 from tissuebert.constants import ENV_SHARED_DATA
 
@@ -28,7 +29,7 @@ def shared_data() -> Path:
     path = shared_data_dir()
     if path is None:
         msg = f"real test data not found (set {ENV_SHARED_DATA} or place it at ../shared/data)"
-        if os.environ.get("CI", "").lower() == "true":
+        if on_ci():  # CI=1 or CI=true
             pytest.fail(msg)
         pytest.skip(msg)
     return path

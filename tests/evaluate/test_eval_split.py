@@ -15,7 +15,6 @@ from tissuebert.data.tokens import TokenTables
 from tissuebert.evaluate import evaluate_split
 from tissuebert.store.sample import unpack_calls
 from tissuebert.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from tissuebert.train.infer import predict_logits
 
 import tinystore
 
@@ -28,14 +27,23 @@ def _read_tsv(path):
 
 def test_evaluate_split_matches_independent_scoring(tiny, tmp_path):
     out = tmp_path / "eval"
-    metrics = evaluate_split(tiny.checkpoint, tiny.store, "test", out)
+    metrics = evaluate_split(tiny.checkpoint, tiny.store, "test", out, precision="fp32")
 
-    # the same reads scored directly: accuracy and per-tissue recall must agree exactly
-    reads = build_eval_reads(tiny.store, "test", max_reads_per_sample=None, seed=0)
+    # the same reads, read from the store and scored by the model's own forward (not through
+    # build_eval_reads / predict_logits, which evaluate uses): accuracy and recall must agree
+    windows = np.concatenate([tiny.store.reads(rec).window_idx for rec in tiny.store.samples("test")])
+    packed = np.concatenate([np.asarray(tiny.store.reads(rec).calls) for rec in tiny.store.samples("test")])
+    labels = np.concatenate([np.full(tiny.store.reads(rec).n_reads, rec.tissue_id) for rec in tiny.store.samples("test")])
     model = model_from_checkpoint(load_checkpoint(tiny.checkpoint))
-    preds = predict_logits(model, TokenTables(tiny.store.panel), reads.window_idx, reads.calls).argmax(axis=1)
-    assert metrics["n_reads"] == reads.n_reads == 3 * 600
-    assert metrics["accuracy"] == np.mean(preds == reads.labels)
+    dna, meth = TokenTables(tiny.store.panel).batch(windows.astype(np.int64), packed)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(dna).long(), torch.from_numpy(meth).long(),
+                       torch.from_numpy(windows.astype(np.int64)))
+    preds = logits.argmax(dim=1).numpy()
+    assert metrics["n_reads"] == labels.size == 3 * 600
+    assert metrics["accuracy"] == pytest.approx(np.mean(preds == labels), abs=1e-12)
+    reads = build_eval_reads(tiny.store, "test", max_reads_per_sample=None, seed=0)  # for the oracle below
+    np.testing.assert_array_equal(reads.labels, labels)
     # a balanced split: balanced accuracy equals accuracy
     assert abs(metrics["balanced_accuracy"] - metrics["accuracy"]) < 1e-12
 
@@ -55,7 +63,7 @@ def test_evaluate_split_matches_independent_scoring(tiny, tmp_path):
     assert header == ["tissue", "precision", "recall", "f1", "support", "logreg_precision", "logreg_recall", "logreg_f1"]
     assert [r[0] for r in rows] == tinystore.TISSUES and all(r[4] == "600" for r in rows)
     recall = np.array([float(r[2]) for r in rows])
-    np.testing.assert_allclose(recall, [np.mean(preds[reads.labels == t] == t) for t in range(3)], atol=1e-6)
+    np.testing.assert_allclose(recall, [np.mean(preds[labels == t] == t) for t in range(3)], atol=1e-6)
     _, conf = _read_tsv(out / OUT.CONFUSION_TSV)
     conf = np.array([[float(v) for v in r[1:]] for r in conf])
     np.testing.assert_allclose(conf.sum(axis=1), 1.0, atol=1e-5)  # rows normalised

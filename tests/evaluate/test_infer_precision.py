@@ -46,7 +46,10 @@ def test_cpu_chunk_follows_the_activation_budget():
     # 148 tokens x 512 hidden: 1.5 M elements / 75,776 per row -> 19 rows; never above batch_size
     assert inference_chunk(_model(hidden=512), 256, cpu, 148) == infer.CPU_CHUNK_ELEMENTS // (148 * 512) == 19
     assert inference_chunk(_model(hidden=32), 64, cpu, 148) == 64
-    assert inference_chunk(_model(hidden=8192), 256, cpu, 148) == 8  # floor
+    # an 8192-wide model only to read its width: built on the meta device, it allocates nothing
+    with torch.device("meta"):
+        wide = TissueBERT(n_tissues=3, n_layers=1, hidden=8192, n_heads=4, ffn=64, head_hidden=16)
+    assert inference_chunk(wide, 256, cpu, 148) == 8  # floor (1.5 M // (148 * 8192) = 1)
     assert inference_chunk(_model(hidden=512), 256, torch.device("meta"), 148) == 256  # accelerators: as asked
 
 
@@ -54,6 +57,11 @@ def test_chunking_and_precision_keep_the_logits(monkeypatch):
     tables, window, calls = _reads(300)
     model = _model()
     whole = predict_logits(model, tables, window, calls, batch_size=300, precision="fp32")
+    # the reference: the model's own forward on all 300 rows at once, no chunking, no autocast
+    dna, meth = tables.batch(window, calls)
+    with torch.no_grad():
+        direct = model(torch.from_numpy(dna).long(), torch.from_numpy(meth).long(), torch.from_numpy(window)).numpy()
+    np.testing.assert_allclose(whole, direct, atol=1e-5, rtol=1e-5)
     # the same reads through 7-row chunks: identical up to float32 summation order
     monkeypatch.setattr(infer, "CPU_CHUNK_ELEMENTS", 7 * 148 * 32)
     chunked = predict_logits(model, tables, window, calls, batch_size=300, precision="fp32")
@@ -64,6 +72,11 @@ def test_chunking_and_precision_keep_the_logits(monkeypatch):
     np.testing.assert_allclose(single, whole[::37], atol=1e-5, rtol=1e-5)
     # bf16 autocast: close to fp32 (8-bit mantissa) and the same call on nearly every read
     low = predict_logits(model, tables, window, calls, precision="bf16")
-    assert np.abs(low - whole).max() < 0.1 * max(1.0, np.abs(whole).max())
-    assert (low.argmax(1) == whole.argmax(1)).mean() > 0.95
-    assert not np.array_equal(low, whole)  # bf16 was really used
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        direct_bf16 = model(torch.from_numpy(dna).long(), torch.from_numpy(meth).long(),
+                            torch.from_numpy(window)).float().numpy()
+    assert np.abs(low - direct).max() < 0.1 * max(1.0, np.abs(direct).max())
+    assert (low.argmax(1) == direct.argmax(1)).mean() > 0.95
+    # bf16 was really used: the logits differ from fp32 as bf16 autocast makes them differ, and by as much
+    assert not np.array_equal(low, whole)
+    np.testing.assert_allclose(low, direct_bf16, atol=0.05 * max(1.0, np.abs(direct).max()))

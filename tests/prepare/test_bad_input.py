@@ -38,6 +38,8 @@ def _truncated_gzip(files):
 CASES = {
     "malformed pat line": (lambda f: f["pat"].write_text("chr1\t1001\tCTC\t2\nchr1\t1003\tCXT\t1\n"),
                            ["s1.pat:2:", "malformed .pat line: pattern 'CXT' may only hold C, T and ."]),
+    "pat count of zero": (lambda f: f["pat"].write_text("chr1\t1001\tCTC\t2\nchr1\t1003\tCT\t0\n"),
+                          ["s1.pat:2:", "malformed .pat line: CpG index and count must be >= 1"]),
     "pat with missing column": (lambda f: f["pat"].write_text("chr1\t1001\tCTC\n"),
                                 ["s1.pat:1:", "expected 'chrom index pattern count', got 3 column(s)"]),
     "unsorted pat": (lambda f: f["pat"].write_text("chr1\t1003\tC\t1\nchr1\t1001\tC\t1\n"),

@@ -7,6 +7,8 @@ import pytest
 from tissuebert.cli.app import main
 from tissuebert.store.store import Store
 
+pytestmark = pytest.mark.slow  # end to end: deselected by `make test-fast`
+
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):

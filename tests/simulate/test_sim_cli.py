@@ -6,10 +6,13 @@ import csv
 import json
 
 import numpy as np
+import pytest
 
 from simtools import read_pat
 from tissuebert.cli.app import main
 from tissuebert.simulate import load_truth
+
+pytestmark = pytest.mark.slow  # end to end: deselected by `make test-fast`
 
 
 def test_simulate_cli_writes_a_reproducible_cohort(tmp_path, capsys):

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import pytest
 
 from tissuebert.simulate import load_truth, simulate_cohort
+
+pytestmark = pytest.mark.slow  # end to end: deselected by `make test-fast`
 
 DEMO_PAT_SHA256 = "f1ce223866c40a63384727a02de9b9dbc5b809f970c98564fb54242e45e0048c"
 DEMO_TRUTH_SHA256 = "db35871d6c9babd8fa776b3013f1aaf10d35a961589f59d24a30070da20df387"

@@ -27,6 +27,8 @@ from tissuebert.train.loop import ENV_FAULT_KILL
 
 from trainhelpers import FAST, sets
 
+pytestmark = pytest.mark.slow  # end to end: deselected by `make test-fast`
+
 ARGS = sets(*FAST, "train.epochs=2", "train.steps_per_epoch=10", "train.deterministic=true", "train.log_every=1",
             "train.threads=1", "train.checkpoint_every=1", "train.max_lr=1e-2",
             # the design's encoder alone: its validation loss falls at epoch 2, which the kill cases rely on

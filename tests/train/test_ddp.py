@@ -23,6 +23,8 @@ from tissuebert.train.metrics import classification_metrics
 
 from trainhelpers import FAST, sets
 
+pytestmark = pytest.mark.slow  # end to end: deselected by `make test-fast`
+
 # fresh 2-rank runs whose exit code is checked on top of the others (raise it to hunt shutdown races)
 EXTRA_RUNS = int(os.environ.get("TISSUEBERT_TEST_DDP_RUNS", "1"))
 

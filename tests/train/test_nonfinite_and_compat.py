@@ -60,11 +60,27 @@ def test_checkpoint_of_other_store_is_refused(marker_store, other_store, tmp_pat
     assert "only in store: ['liver']" in err and "tissue list differs" in err
 
 
-def test_bf16_and_fp16_on_cpu(marker_store, tmp_path):
+def test_bf16_and_fp16_on_cpu(marker_store, tmp_path, monkeypatch):
+    # The model's forward records the autocast state it runs under: with train.precision=bf16 every
+    # training step must run under bf16 autocast (mutation: a loop that ignores train.precision trains
+    # in fp32 and still writes fp32 weights and a finite loss, so only this record can tell).
+    from tissuebert.model.tissuebert import TissueBERT
+
+    seen = []
+    forward = TissueBERT.forward
+
+    def recording_forward(self, *args, **kwargs):
+        if torch.is_grad_enabled():  # a training step (validation runs under no_grad/inference_mode)
+            seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32)
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(TissueBERT, "forward", recording_forward)
     for precision in ("bf16", "fp16"):  # fp16 has no CPU kernels: it runs as bf16, without a GradScaler
         run = tmp_path / precision
+        seen.clear()
         assert main(["train", "--store", str(marker_store), "--out", str(run), *ARGS,
                      *sets(f"train.precision={precision}")]) == 0
+        assert len(seen) >= 8 and set(seen) == {torch.bfloat16}, (precision, seen[:3])
         state = load_checkpoint(run / RUN.CHECKPOINTS / "last.pt")
         assert all(t.dtype == torch.float32 for t in state[CKPT.MODEL].values() if t.is_floating_point())
         assert math.isfinite(float(rows(run / RUN.LOGS / RUN.EPOCHS_CSV)[0]["train_loss"]))

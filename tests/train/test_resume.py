@@ -24,6 +24,8 @@ from tissuebert.train.loop import ENV_FAULT_SIGNAL
 
 from trainhelpers import FAST, sets
 
+pytestmark = pytest.mark.slow  # end to end: deselected by `make test-fast`
+
 # threads pinned: the killed run is a subprocess (default threads), the others run in-process
 ARGS = sets(*FAST, "train.epochs=2", "train.steps_per_epoch=10", "train.deterministic=true", "train.log_every=1",
             "train.threads=1")

@@ -22,6 +22,8 @@ from tissuebert.train.checkpoint import load_checkpoint
 
 from trainhelpers import FAST, sets
 
+pytestmark = pytest.mark.slow  # end to end: deselected by `make test-fast`
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -16,6 +16,8 @@ from tissuebert.train.logs import EPOCH_COLUMNS, PER_TISSUE_COLUMNS, STEP_COLUMN
 
 from trainhelpers import FAST, sets
 
+pytestmark = pytest.mark.slow  # end to end: deselected by `make test-fast`
+
 EPOCHS, STEPS = 2, 60
 
 

@@ -67,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return _fail(converted)
     except _click_exc.UsageError as exc:
-        exc.show()
-        return EXIT_USER_ERROR
+        return _usage_error(exc)
     except _ABORT:
         typer.echo("tissuebert: aborted", err=True)
         return 130
@@ -87,6 +86,17 @@ def _out_argument(args: list[str]) -> str | None:
         if arg.startswith("--out="):
             return arg.split("=", 1)[1]
     return None
+
+
+def _usage_error(exc) -> int:
+    """A bad flag or argument: typer's usage box for a person at a terminal, one line in a log."""
+    if sys.stderr.isatty():
+        exc.show()
+        return EXIT_USER_ERROR
+    command = exc.ctx.command_path if exc.ctx is not None else "tissuebert"
+    message = " ".join(exc.format_message().split())
+    typer.echo(f"tissuebert: error: {message} (see '{command} --help')", err=True)
+    return EXIT_USER_ERROR
 
 
 def _fail(exc: TissueBertError) -> int:

@@ -33,7 +33,7 @@ def unpack_calls(packed: np.ndarray, width: int | None = None) -> np.ndarray:
     packed = np.asarray(packed, dtype=np.uint8)
     shifts = (np.arange(CALLS_PER_BYTE, dtype=np.uint8) * CALL_BITS)
     codes = (packed[:, :, None] >> shifts) & 0b11  # (R, B, 4)
-    codes = codes.reshape(packed.shape[0], -1)
+    codes = codes.reshape(packed.shape[0], packed.shape[1] * CALLS_PER_BYTE)  # not -1: a sample may have 0 reads
     return codes if width is None else codes[:, :width]
 
 
