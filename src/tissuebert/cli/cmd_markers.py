@@ -107,7 +107,7 @@ def _run(out, samples, store, blocks, tile_bp, min_block_cpgs, cpg_index, tissue
         if "beta" in formats and select_rule.score != "beta":
             raise TissueBertError(f"{samples}: .beta files hold no fragments; pass --score beta (mean methylation)")
     sample_class = np.asarray([s.class_id for s in inputs])
-    check_classes(classes, sample_class, min_class_samples, where)
+    check_classes(classes, sample_class, min_class_samples, where, select_rule)
     if len(classes) < 2:
         raise TissueBertError(f"{where}: markers needs at least 2 training classes, got {len(classes)}")
     targets = [Target(name, "class", (k,)) for k, name in enumerate(classes)]

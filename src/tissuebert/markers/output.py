@@ -50,15 +50,19 @@ def best_rows(rows: list[dict], per_target: int) -> list[dict]:
     return sorted(kept, key=lambda r: (r["startCpG"], r["start"], r["target"], r["direction"]))
 
 
-def _fmt(key: str, value) -> str:
+def _fmt(key: str, value, precise: bool = False) -> str:
     if key in _INT or isinstance(value, str):
         return str(value)
+    if precise:  # shard files: exact round trip, so that assembling gives the unsharded result
+        return repr(float(value))
+    if key.endswith("_frags"):
+        return f"{value:.0f}"
     return f"{value:.4g}" if key == "pval" else f"{value:.4f}"
 
 
-def write_bed(path: Path, rows: list[dict]) -> None:
+def write_bed(path: Path, rows: list[dict], *, precise: bool = False) -> None:
     lines = ["#" + "\t".join(BED_COLUMNS)]
-    lines += ["\t".join(_fmt(k, row[k]) for k in BED_COLUMNS) for row in rows]
+    lines += ["\t".join(_fmt(k, row[k], precise) for k in BED_COLUMNS) for row in rows]
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 

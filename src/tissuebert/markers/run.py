@@ -73,8 +73,18 @@ def read_groups(path: str | Path, classes: list[str]) -> list[Target]:
     return out
 
 
-def check_classes(classes: list[str], sample_class: np.ndarray, min_samples: int, where: str | Path) -> None:
+def check_classes(classes: list[str], sample_class: np.ndarray, min_samples: int, where: str | Path,
+                  rule: SelectRule | None = None) -> None:
     counts = np.bincount(sample_class, minlength=len(classes))
+    if rule is not None and rule.test == "mannwhitney":
+        from math import comb
+
+        for name, n in zip(classes, counts.tolist()):
+            # a rank test cannot go below 1 / C(n_all, n_target): with few samples nothing passes
+            if n > 1 and 1 / comb(int(counts.sum()), n) > rule.max_pval:
+                log.warning("markers: class %s has %d training samples: Mann-Whitney's smallest p is %.3g > --max-pval "
+                            "%g; use --test welch or a larger --max-pval", name, n, 1 / comb(int(counts.sum()), n),
+                            rule.max_pval)
     for name, n in zip(classes, counts.tolist()):
         if n < min_samples:
             raise InputFormatError(f"class {name!r} has {n} training sample(s); markers needs >= {min_samples} per class",
@@ -155,7 +165,7 @@ def run_markers(samples: list[SampleInput], classes: list[str], blocks: Blocks, 
     info = {"targets": [[t.name, t.kind, int(n_samples[list(t.members)].sum())] for t in targets],
             "passing": {f"{k[0]}\t{k[1]}": v.n_passing for k, v in results.items()}, **(meta or {})}
     if shard:
-        write_bed(outputs[0], rows_from_results(blocks, results, targets))
+        write_bed(outputs[0], rows_from_results(blocks, results, targets), precise=True)
         atomic_write_text(outputs[1], json.dumps(info, indent=1) + "\n")
         return list(outputs)
     return finish(rows_from_results(blocks, results, targets), info, out, select_rule.per_target, allow_empty)
