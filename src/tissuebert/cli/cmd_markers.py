@@ -17,6 +17,7 @@ def markers(
     samples: Annotated[Optional[Path], typer.Option("--samples", help="Sample sheet of .pat/.beta files; only its 'train' rows are read.")] = None,
     store: Annotated[Optional[Path], typer.Option("--store", help="Instead of --samples: a store; its training samples are read and its windows are the candidates.")] = None,
     blocks: Annotated[Optional[Path], typer.Option("--blocks", help="Candidate blocks: BED 'chrom start end [startCpG endCpG]' (wgbs_tools blocks), sorted, not overlapping.")] = None,
+    one_based: Annotated[bool, typer.Option("--one-based", help="--blocks starts are 1-based C positions (wgbs_tools/UXM tables): subtract 1 to make BED.")] = False,
     tile_bp: Annotated[Optional[int], typer.Option("--tile-bp", help="Instead of --blocks: cut the genome (--cpg-index) into windows of this many bp.")] = None,
     min_block_cpgs: Annotated[int, typer.Option("--min-block-cpgs", help="With --tile-bp: keep windows with at least this many CpGs.")] = 4,
     cpg_index: Annotated[Optional[Path], typer.Option("--cpg-index", help="wgbs_tools CpG.bed.gz: for --tile-bp, blocks without CpG columns, and the .beta size check.")] = None,
@@ -68,13 +69,13 @@ def markers(
 
         written = assemble_shards(out, per_class, allow_empty, force)
     else:
-        written = _run(out, samples, store, blocks, tile_bp, min_block_cpgs, cpg_index, tissue_map, groups,
+        written = _run(out, samples, store, blocks, one_based, tile_bp, min_block_cpgs, cpg_index, tissue_map, groups,
                        FragmentRule(min_cpgs, u_max, m_min), select_rule, min_class_samples, allow_empty, threads,
                        chunk_blocks, _parse_shard(shard), force)
     typer.echo(f"markers written: {', '.join(str(p) for p in written)}")
 
 
-def _run(out, samples, store, blocks, tile_bp, min_block_cpgs, cpg_index, tissue_map, groups, fragment_rule,
+def _run(out, samples, store, blocks, one_based, tile_bp, min_block_cpgs, cpg_index, tissue_map, groups, fragment_rule,
          select_rule, min_class_samples, allow_empty, threads, chunk_blocks, shard, force) -> list[Path]:
     import numpy as np
 
@@ -103,6 +104,8 @@ def _run(out, samples, store, blocks, tile_bp, min_block_cpgs, cpg_index, tissue
             candidates = tile_blocks(cpg_index, tile_bp, min_block_cpgs)
         else:
             candidates = read_blocks(blocks, cpg_index)
+            if one_based:
+                candidates.start -= 1
         formats = {s.format for s in inputs}
         if "beta" in formats and select_rule.score != "beta":
             raise TissueBertError(f"{samples}: .beta files hold no fragments; pass --score beta (mean methylation)")

@@ -83,16 +83,19 @@ def read_blocks(path: str | Path, cpg_index: str | Path | None = None) -> Blocks
         raise InputFormatError("no blocks in BED", path=path)
     arr = np.asarray(rows, dtype=np.int64)
     blocks = Blocks(list(chroms), arr[:, 0].astype(np.int32), arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4])
+    line_nos = arr[:, 5]
     if not with_cpgs:
         if cpg_index is None:
             raise InputFormatError("the block BED has no startCpG/endCpG columns", path=path,
                                    hint="give --cpg-index to find each block's CpGs, or a wgbs_tools blocks file")
-        _cpgs_from_index(blocks, cpg_index, path)
-    _check_order(blocks, arr[:, 5], path)
+        keep = _cpgs_from_index(blocks, cpg_index, path)
+        blocks, line_nos = blocks.subset(keep), line_nos[keep]
+    _check_order(blocks, line_nos, path)
     return blocks
 
 
-def _cpgs_from_index(blocks: Blocks, cpg_index: str | Path, path: Path) -> None:
+def _cpgs_from_index(blocks: Blocks, cpg_index: str | Path, path: Path) -> np.ndarray:
+    """Fill each block's CpG range from the index; returns the mask of blocks holding a CpG."""
     from tissuebert.io.cpg_index import read_cpg_index
 
     ranges: dict[str, list[tuple[int, int]]] = {}
@@ -109,17 +112,15 @@ def _cpgs_from_index(blocks: Blocks, cpg_index: str | Path, path: Path) -> None:
         blocks.cpg_first[sel] = np.where(hi > lo, ords[safe] if pos.size else 0, 0)
         blocks.cpg_end[sel] = np.where(hi > lo, blocks.cpg_first[sel] + (hi - lo), 0)
     keep = blocks.cpg_end > blocks.cpg_first  # a block without CpGs can never be a marker
-    for name in ("chrom_id", "start", "end", "cpg_first", "cpg_end"):
-        setattr(blocks, name, getattr(blocks, name)[keep])
     if not keep.any():
         raise InputFormatError("no block holds a CpG of the CpG index", path=path,
                                hint="are the blocks and the CpG index of the same genome build?")
+    return keep
 
 
 def _check_order(blocks: Blocks, line_nos: np.ndarray, path: Path) -> None:
     if blocks.n_blocks < 2:
         return
-    line_nos = line_nos[: blocks.n_blocks] if line_nos.size >= blocks.n_blocks else line_nos
     same = blocks.chrom_id[1:] == blocks.chrom_id[:-1]
     bad_bp = same & (blocks.start[1:] < blocks.end[:-1])
     bad_cpg = blocks.cpg_first[1:] < blocks.cpg_end[:-1]

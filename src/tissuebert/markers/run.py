@@ -50,25 +50,28 @@ def read_groups(path: str | Path, classes: list[str]) -> list[Target]:
     if [h.lower() for h in header[:2]] != ["group", "class"]:
         rows = [(1, header)] + rows
     members: dict[str, list[int]] = {}
+    unknown: set[str] = set()
     for line_no, cols in rows:
         if len(cols) < 2 or not cols[0] or not cols[1]:
             raise InputFormatError("a groups line needs 'group<TAB>class'", path=path, line=line_no)
-        if cols[1] not in classes:
-            raise InputFormatError(f"class {cols[1]!r} of group {cols[0]!r} is not a training class", path=path,
-                                   line=line_no, hint=f"classes: {', '.join(classes)}")
         if cols[0] in classes:
             raise InputFormatError(f"group {cols[0]!r} has the name of a class", path=path, line=line_no)
-        members.setdefault(cols[0], []).append(classes.index(cols[1]))
+        members.setdefault(cols[0], [])
+        if cols[1] in classes:
+            members[cols[0]].append(classes.index(cols[1]))
+        else:
+            unknown.add(cols[1])
+    if unknown:  # a hierarchy of all 22 classes serves a cohort of a few of them
+        log.warning("markers: %d class(es) of %s are not training classes and are left out: %s", len(unknown), path,
+                    ", ".join(sorted(unknown)[:10]))
     out: list[Target] = []
     for name, ids in members.items():
         ids = sorted(set(ids))
-        if len(ids) < 2 or len(ids) >= len(classes):
-            raise InputFormatError(f"group {name!r} has {len(ids)} of {len(classes)} classes; a group needs at least 2 "
-                                   "and must leave some out", path=path)
         same = [t.name for t in out if t.members == tuple(ids)]
-        if same:
-            raise InputFormatError(f"groups {same[0]!r} and {name!r} hold the same classes", path=path,
-                                   hint="keep one of them: they would select the same markers twice")
+        if len(ids) < 2 or len(ids) >= len(classes) or same:
+            log.info("markers: group %s left out (%s)", name,
+                     f"same classes as {same[0]}" if same else f"{len(ids)} of the {len(classes)} classes")
+            continue
         out.append(Target(name, "group", tuple(ids)))
     return out
 

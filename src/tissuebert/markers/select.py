@@ -22,6 +22,7 @@ Candidates are ranked by ``delta`` (then p) and the best ``per_target`` are kept
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -115,7 +116,8 @@ def _pvalues(values: np.ndarray, in_target: np.ndarray, cand: np.ndarray, test: 
         return np.zeros(0)
     tg = values[in_target][:, cand]  # (S_t, n)
     bg = values[~in_target][:, cand]  # (S_b, n)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # identical values: scipy's precision note
         if in_target.sum() == 1:
             res = stats.ttest_1samp(bg, popmean=tg[0], axis=0, alternative="less", nan_policy="omit")
         elif test == "mannwhitney":
@@ -172,7 +174,8 @@ def _score_target(target: Target, values: np.ndarray, class_val: np.ndarray, cla
     cand, pval = cand[keep], pval[keep]
     if cand.size == 0:
         return cand, np.zeros((0, len(STAT_COLUMNS)))
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN, as they should
         stat = np.stack([
             delta[cand], tg_cls[:, cand].mean(axis=0), np.nanmean(bg_cls[:, cand], axis=0), bg_max[cand], pval,
             np.nanmean(class_beta[member][:, cand], axis=0), np.nanmean(class_beta[~member][:, cand], axis=0),
