@@ -71,13 +71,30 @@ def _count_chunk(out: np.ndarray, blocks: Blocks, starts: np.ndarray, patterns: 
     _accumulate(out, block[first], n_called, n_meth, counts[read_of[first]].astype(np.float64), rule)
 
 
-def count_pat(path: str | Path, blocks: Blocks, rule: FragmentRule) -> np.ndarray:
-    """Stream a .pat(.gz) once, in chunks of ``PAT_CHUNK`` lines."""
+def _ranged_lines(path: Path, blocks: Blocks):
+    """Only the lines over the blocks' CpG range, per chromosome, through the tabix index."""
+    from tissuebert.io.pat import fetch_pat, open_indexed_pat
+
+    with open_indexed_pat(path) as tbx:
+        for chrom_id, chrom in enumerate(blocks.chroms):
+            sel = blocks.chrom_id == chrom_id
+            if sel.any():
+                first, last = int(blocks.cpg_first[sel].min()), int(blocks.cpg_end[sel].max()) - 1
+                yield from fetch_pat(tbx, path, chrom, first, last)
+
+
+def count_pat(path: str | Path, blocks: Blocks, rule: FragmentRule, *, ranged: bool = False) -> np.ndarray:
+    """Stream a .pat(.gz) once, in chunks of ``PAT_CHUNK`` lines. ``ranged``: read only the
+    blocks' CpG ranges through the file's tabix index when it has one (a shard's slice)."""
+    from tissuebert.io.bed import tabix_index
+
     out = np.zeros((blocks.n_blocks, len(COUNT_COLUMNS)), dtype=np.float64)
     starts: list[int] = []
     patterns: list[str] = []
     counts: list[int] = []
-    for _chrom, start, pattern, count, _line in iter_pat(path):
+    path = require_file(path, ".pat file")
+    lines = _ranged_lines(path, blocks) if ranged and tabix_index(path) is not None else iter_pat(path)
+    for _chrom, start, pattern, count, _line in lines:
         starts.append(start)
         patterns.append(pattern)
         counts.append(count)

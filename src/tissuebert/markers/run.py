@@ -95,10 +95,19 @@ def check_classes(classes: list[str], sample_class: np.ndarray, min_samples: int
                                                     "--min-class-samples (1 tests the others against the one sample)")
 
 
-def _count_one(job: tuple[SampleInput, Blocks | None, FragmentRule, int | None, Path, object]) -> str:
-    sample, blocks, rule, n_genome_cpgs, out_dir, store_root = job
+_WORKER_BLOCKS: Blocks | None = None  # the candidate blocks, sent once per worker process
+
+
+def _init_worker(blocks: Blocks | None) -> None:
+    global _WORKER_BLOCKS
+    _WORKER_BLOCKS = blocks
+
+
+def _count_one(job: tuple[SampleInput, FragmentRule, int | None, Path, object, bool]) -> str:
+    sample, rule, n_genome_cpgs, out_dir, store_root, ranged = job
+    blocks = _WORKER_BLOCKS
     if sample.format == "pat":
-        counts = count_pat(sample.path, blocks, rule)
+        counts = count_pat(sample.path, blocks, rule, ranged=ranged)
     elif sample.format == "beta":
         counts = count_beta(sample.path, blocks, n_genome_cpgs)
     else:
@@ -112,11 +121,13 @@ def _count_one(job: tuple[SampleInput, Blocks | None, FragmentRule, int | None, 
 
 
 def count_samples(samples: list[SampleInput], blocks: Blocks | None, rule: FragmentRule, work: Path, threads: int,
-                  n_genome_cpgs: int | None = None, store_root: Path | None = None) -> list[Path]:
-    jobs = [(s, blocks, rule, n_genome_cpgs, work, store_root) for s in samples]
+                  n_genome_cpgs: int | None = None, store_root: Path | None = None, ranged: bool = False) -> list[Path]:
+    jobs = [(s, rule, n_genome_cpgs, work, store_root, ranged) for s in samples]
     if threads <= 1 or len(jobs) <= 1:
+        _init_worker(blocks)
         return [Path(_count_one(j)) for j in track(jobs, "counting samples")]
-    with ProcessPoolExecutor(max_workers=threads) as pool:
+    # the blocks (up to millions) go to each worker once, not with every sample
+    with ProcessPoolExecutor(max_workers=threads, initializer=_init_worker, initargs=(blocks,)) as pool:
         return [Path(p) for p in track(pool.map(_count_one, jobs), "counting samples", total=len(jobs))]
 
 
@@ -158,7 +169,9 @@ def run_markers(samples: list[SampleInput], classes: list[str], blocks: Blocks, 
     work = Path(tempfile.mkdtemp(prefix=".markers.", dir=Path(out).parent))
     try:
         count_blocks = None if store_root is not None else blocks
-        files = count_samples(samples, count_blocks, fragment_rule, work, threads, n_genome_cpgs, store_root)
+        # a shard reads only its slice of each indexed .pat, not the whole file
+        files = count_samples(samples, count_blocks, fragment_rule, work, threads, n_genome_cpgs, store_root,
+                              ranged=shard is not None)
         if store_root is not None:  # a store's windows: keep the shard's slice
             files = _slice_counts(files, sub)
         results = select(files, sample_class, len(classes), targets, select_rule, chunk_blocks)
