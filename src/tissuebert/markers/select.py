@@ -124,10 +124,12 @@ def _pvalues(values: np.ndarray, in_target: np.ndarray, cand: np.ndarray, test: 
             res = stats.mannwhitneyu(tg, bg, axis=0, alternative="greater", nan_policy="omit")
         else:
             res = stats.ttest_ind(tg, bg, axis=0, equal_var=False, alternative="greater", nan_policy="omit")
-    p = np.asarray(res.pvalue, dtype=np.float64)
-    # no spread on either side (every target sample above every other, all identical): the
-    # t statistic is undefined; the candidates already beat every other class by min_delta
-    return np.where(np.isnan(p), 0.0, p)
+        p = np.asarray(res.pvalue, dtype=np.float64)
+        # no spread on either side (all target samples alike, all others alike): the t statistic
+        # is undefined; the candidates already beat every other class by min_delta, so they pass.
+        # Any other undefined p (too few covered samples) fails.
+        flat = (np.nanstd(tg, axis=0) == 0) & (np.nanstd(bg, axis=0) == 0)
+    return np.where(np.isnan(p), np.where(flat, 0.0, 1.0), p)
 
 
 def select_chunk(counts: np.ndarray, sample_class: np.ndarray, n_classes: int, targets: list[Target],
