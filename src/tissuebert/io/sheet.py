@@ -33,9 +33,32 @@ def _rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     return header, [(i, [c.strip() for c in ln.split("\t")]) for i, ln in lines[1:]]
 
 
+# Files shipped with the package, selected by name (``--tissue-map atlas22``): tissue_maps/NAME.tsv
+# (labels -> classes) and tissue_maps/NAME.groups.tsv (the classes' hierarchy, for `markers --groups`).
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "tissue_maps"
+_SHIPPED_SUFFIX = {"map": ".tsv", "groups": ".groups.tsv"}
+
+
+def shipped_names() -> list[str]:
+    return sorted(p.name[: -len(".groups.tsv")] for p in SHIPPED_DIR.glob("*.groups.tsv"))
+
+
+def shipped_file(path: str | Path, kind: str = "map") -> Path:
+    """``path`` itself when it is a file, else the shipped file of that name (e.g. ``atlas22``)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    cand = SHIPPED_DIR / f"{path.name}{_SHIPPED_SUFFIX[kind]}"
+    if len(path.parts) == 1 and cand.is_file():
+        return cand
+    what = "tissue map" if kind == "map" else "groups file"
+    return require_file(path, f"{what} (neither a file nor a shipped name: {', '.join(shipped_names())})")
+
+
 def read_tissue_map(path: str | Path) -> dict[str, str]:
-    """Two tab-separated columns ``label  class`` (an optional header ``label  class``)."""
-    path = require_file(path, "tissue map")
+    """Two tab-separated columns ``label  class`` (an optional header ``label  class``); a shipped
+    map is selected by name (``atlas22``)."""
+    path = shipped_file(path, "map")
     header, rows = _rows(path)
     mapping: dict[str, str] = {}
     if [h.lower() for h in header[:2]] != ["label", "class"]:

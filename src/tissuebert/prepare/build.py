@@ -17,7 +17,7 @@ from pathlib import Path
 from tissuebert.atomic import atomic_dir, atomic_write_text
 from tissuebert.constants import ORDINAL_FORMATS, PROVENANCE_WARNINGS, STORE
 from tissuebert.errors import OutputExistsError, StoreError, TissueBertError
-from tissuebert.io.sheet import SheetRow, read_sheet, read_tissue_map, tissue_list
+from tissuebert.io.sheet import SheetRow, read_sheet, read_tissue_map, shipped_file, tissue_list
 from tissuebert.prepare.panel import build_panel
 from tissuebert.prepare.project import PanelIndex
 from tissuebert.prepare.reads import ReadFilters, read_sample_windows
@@ -124,7 +124,7 @@ def prepare_store(sheet: str | Path, reference: str | Path, regions: str | Path,
     options = {"min_cpgs": min_cpgs, "max_reads_per_window": max_reads_per_window, "sheet": str(Path(sheet).resolve()),
                "reference": str(Path(reference).resolve()), "regions": str(Path(regions).resolve()),
                "cpg_index": None if cpg_index is None else str(Path(cpg_index).resolve()),
-               "tissue_map": None if tissue_map is None else str(Path(tissue_map).resolve())}
+               "tissue_map": None if tissue_map is None else str(shipped_file(tissue_map).resolve())}
     filters = filters or ReadFilters()
 
     def jobs_for(root: Path, selected: list[SheetRow]) -> list[_Job]:
