@@ -68,7 +68,8 @@ def test_inputs_from_paths_globs_sheet_and_no_silent_drop(tmp_path):
 
 def test_cohort_table_equals_separate_runs(tiny, tmp_path):
     samples = ["Liver_test0", "Blood_test0", "Lung_test0"]
-    common = ["--checkpoint", str(tiny.checkpoint), "--store", str(tiny.store.root), "--method", "em,nnls",
+    # the demo's methods: model EM, logreg (fit once per call), and the store-built references
+    common = ["--checkpoint", str(tiny.checkpoint), "--store", str(tiny.store.root), "--method", "em,logreg,uxm,nnls",
               "--bootstrap", "20", "--precision", "fp32"]
     cohort = tmp_path / "cohort"
     assert main(["deconvolve", *common, *sum((["--sample", s] for s in samples), []), "--out", str(cohort)]) == 0
@@ -85,7 +86,7 @@ def test_cohort_table_equals_separate_runs(tiny, tmp_path):
         assert main(["deconvolve", *common, "--sample", sample, "--out", str(alone)]) == 0
         header_alone, rows_alone = _table(alone / OUT.PROPORTIONS)
         mine = [r for r in long_rows if r["sample"] == sample]
-        assert len(mine) == len(rows_alone) == 2 * len(tiny.store.tissues)
+        assert len(mine) == len(rows_alone) == 4 * len(tiny.store.tissues)
         for a, b in zip(mine, rows_alone):
             assert (a["method"], a["tissue"]) == (b["method"], b["tissue"])
             for col in ("proportion", "ci_low", "ci_high", "reads_used"):

@@ -102,7 +102,7 @@ def run_benchmark(checkpoint: str | Path | dict, store: str | Path | Store, out:
 
     Depth = reads per panel window: a mixture at 30x has 30 x n_windows reads.
     """
-    from tissuebert.benchmark.report import write_report
+    from tissuebert.benchmark.report import verdict, write_report
 
     started = time.time()
     state, name = as_state(checkpoint)
@@ -149,6 +149,8 @@ def run_benchmark(checkpoint: str | Path | dict, store: str | Path | Store, out:
         "logreg_fit": rival.settings if rival is not None else None,
     }
     result["notes"] = model_vs_logreg_notes(result["methods"])
+    result["verdict"] = verdict(result)
+    log.info("%s", result["verdict"])
     for note in result["notes"]:
         log.warning("%s", note)
     with atomic_dir(out, force=force) as tmp:
