@@ -20,7 +20,7 @@ import numpy as np
 from tissuebert import __version__
 from tissuebert.atomic import atomic_dir
 from tissuebert.config import Config, dump_config
-from tissuebert.constants import CKPT, OUT
+from tissuebert.constants import CKPT, ORDINAL_FORMATS, OUT
 from tissuebert.deconvolve.baselines import build_references
 from tissuebert.deconvolve.inputs import InputSpec
 from tissuebert.deconvolve.output import (
@@ -30,7 +30,7 @@ from tissuebert.deconvolve.run import (
     LOGREG_METHODS, METHODS, MODEL_METHODS, REFERENCE_METHODS, DeconvResult, logreg_loglik, proportions_from_loglik,
     reference_proportions, score_reads,
 )
-from tissuebert.deconvolve.sample import SampleInput, _atlas_uxm, load_sample
+from tissuebert.deconvolve.sample import SampleInput, _atlas_uxm, _no_cpg_index, infer_format, load_sample
 from tissuebert.deconvolve.warnings import result_warnings
 from tissuebert.errors import TissueBertError
 from tissuebert.evaluate.evaluate import resolve_device
@@ -95,6 +95,10 @@ def _load_all(specs: list[InputSpec], *, state, store: Store | None, cpg_index, 
         if reference is None:
             raise TissueBertError("--reference FASTA is needed to rebuild the model's panel",
                                   hint="or pass --store STORE")
+        if cpg_index is None:  # refuse a .pat/.beta the checkpoint cannot place before the panel is rebuilt
+            for spec in specs:
+                if spec.path is not None and (spec.fmt or infer_format(spec.path)) in ORDINAL_FORMATS:
+                    _no_cpg_index(state, spec.path)
         panel = panel_from_coordinates(reference, state[CKPT.PANEL_WINDOWS], cpg_index)  # once for the cohort
     out = []
     for spec in specs:

@@ -3,31 +3,24 @@ published atlas; `tissuebert predict`. A cohort's deconvolution is deconvolve/co
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tissuebert.atomic import atomic_dir, check_output
-from tissuebert.config import Config, dump_config
-from tissuebert.constants import CKPT, COORDS, LOGREG, ORDINAL_FORMATS, OUT
+from tissuebert.atomic import check_output
+from tissuebert.constants import CKPT, COORDS, ORDINAL_FORMATS
 from tissuebert.deconvolve.atlas_io import UXM_MIN_CPGS, pat_marker_counts, read_pat, read_uxm_atlas
 from tissuebert.deconvolve.baselines import nnls_mixture
 from tissuebert.deconvolve.em import interval_around
-from tissuebert.deconvolve.output import plot_proportions, proportions_tsv, write_posteriors
-from tissuebert.deconvolve.run import (
-    LOGREG_METHODS, METHODS, MODEL_METHODS, REFERENCE_METHODS, DeconvResult, logreg_loglik, proportions_from_loglik,
-    reference_proportions, score_reads,
-)
+from tissuebert.deconvolve.output import write_posteriors
+from tissuebert.deconvolve.run import DeconvResult, score_reads
 from tissuebert.errors import TissueBertError
-from tissuebert.evaluate.evaluate import resolve_device
 from tissuebert.progress import get_logger
 from tissuebert.store.panel import Panel
 from tissuebert.store.store import Store
 from tissuebert.train.checkpoint import checkpoint_config, load_checkpoint
-from tissuebert.train.infer import resolve_precision
 
 log = get_logger("deconvolve")
 
@@ -79,14 +72,14 @@ def load_sample(*, state: dict[str, Any] | None, input_path: Path | None, fmt: s
     fmt = fmt or infer_format(input_path)
     if store is not None:
         panel = store.panel
-    elif panel is None:
+    elif panel is None:  # else the caller rebuilt the panel and checked the CpG index already
         if state is None or CKPT.PANEL_WINDOWS not in state:
             raise TissueBertError("the checkpoint lacks its panel's window coordinates", hint="pass --store STORE")
         if reference is None:
             raise TissueBertError("--reference FASTA is needed to rebuild the model's panel", hint="or pass --store STORE")
+        if fmt in ORDINAL_FORMATS and cpg_index is None:
+            _no_cpg_index(state, input_path)
         panel = panel_from_coordinates(reference, state[CKPT.PANEL_WINDOWS], cpg_index)
-    if store is None and state is not None and fmt in ORDINAL_FORMATS and cpg_index is None:
-        _no_cpg_index(state, input_path)
     win = read_sample_windows(input_path, fmt, panel, reference=reference, min_cpgs=min_cpgs, collapse=True)
     if win.n_rows == 0:
         raise TissueBertError("no read of the input overlaps the model's panel", path=input_path,
