@@ -60,6 +60,10 @@ def test_inputs_from_paths_globs_sheet_and_no_silent_drop(tmp_path):
         resolve_inputs([str(tmp_path / "a.pat.gz"), str(tmp_path / "sub" / "a.pat.gz")])
     with pytest.raises(TissueBertError, match="matches no file"):
         resolve_inputs([str(tmp_path / "*.cov")])
+    slash = tmp_path / "slash.tsv"
+    slash.write_text("sample_id\tpath\nx/y\ta.pat.gz\n")
+    with pytest.raises(TissueBertError, match="cannot name a folder"):
+        resolve_inputs(None, sheet=slash)
     bad = tmp_path / "bad.tsv"
     bad.write_text("id\tpath\nS1\ta.pat.gz\n")
     with pytest.raises(TissueBertError, match="sample_id"):

@@ -101,6 +101,9 @@ def resolve_inputs(items: list[str] | None, *, sheet: Path | None = None, store_
     seen_paths: dict[str, str] = {}
     seen_ids: dict[str, str] = {}
     for spec in specs:
+        if "/" in spec.sample_id or spec.sample_id.startswith("."):  # it names the sample's output folder
+            raise TissueBertError(f"sample id {spec.sample_id!r} ({spec.source}) cannot name a folder",
+                                  hint="use letters, digits, '.', '_', '+' or '-', not starting with '.'")
         if spec.path is not None:
             key = str(spec.path.resolve())
             if key in seen_paths:
