@@ -7,7 +7,7 @@ same already-read samples, interleaved (separate, cohort, separate, cohort, ...)
 the script prints the median and the spread (min-max) of each and of their ratio per round, and
 checks that the cohort's log-likelihoods equal the separate calls' (fp32).
 
-Cohort: the `demo` simulation preset (353 windows) without BAMs; 10 cfDNA-like mixtures (a blood
+Cohort: the `demo` simulation preset (104 windows) without BAMs; 10 cfDNA-like mixtures (a blood
 background plus 2-5 solid tissues, random sparse Dirichlet weights) at 30x; the model is the
 `tiny` preset (the demo's model) or `paper` (--preset paper), untrained: speed does not depend
 on the weights. Each mixture is a fresh read draw, so samples share rows only where the same
