@@ -31,6 +31,7 @@ SCRIPTS = [
     ("bench_simulate.py", []),
     ("bench_model.py", ["--preset", "paper", "--batch", "32", "--steps", "4"]),
     ("bench_deconvolve.py", []),
+    ("bench_cohort.py", []),
 ]
 
 

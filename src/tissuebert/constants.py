@@ -205,6 +205,9 @@ OUT = SimpleNamespace(
     BENCHMARK_HTML="report.html",
     BENCHMARK_TSV="estimates.tsv",
     RUN_INFO="run.json",  # inputs, methods and settings of a deconvolve / benchmark run
+    COHORT_PROPORTIONS="cohort_proportions.tsv",  # deconvolve: sample, method, tissue, proportion, ci, reads
+    COHORT_MATRIX="cohort_matrix.tsv",  # deconvolve: one row per (sample, method), one column per tissue
+    MULTIQC="tissuebert_mqc.tsv",  # deconvolve: MultiQC custom-content bar graph of the first method
 )
 
 # Environment variable naming the shared real-data folder for tests

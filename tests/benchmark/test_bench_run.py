@@ -67,6 +67,9 @@ def test_benchmark_end_to_end(sim, tmp_path, capsys):
             assert stats["rmse"] == pytest.approx(np.sqrt((err ** 2).mean()), abs=2e-6)
     report = (out / OUT.BENCHMARK_HTML).read_text()
     assert report.count("data:image/png;base64,") == 4 and "Limit of detection" in report
+    # the report opens with the verdict, and the oracle's MAE is never the bold one
+    assert result["verdict"].startswith("Best usable method") and report.index(result["verdict"]) < report.index("<table>")
+    assert f"<b>{oracle['per_depth']['100x']['mae']:.4f}</b>" not in report
     assert main(["benchmark", "--checkpoint", str(sim.checkpoint), "--store", str(sim.store.root), "--out",
                  str(out)]) == 2  # exists, no --force
 

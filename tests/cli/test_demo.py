@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from tissuebert.cli.cmd_demo import DEMO_METHODS, ORACLE, run_demo
+from tissuebert.cli.cmd_demo import DEMO_METHODS, ORACLE, TRUTH_SUFFIX, UNIFORM, run_demo
 from tissuebert.deconvolve.output import read_proportions_tsv
 
 
@@ -42,5 +42,37 @@ def test_demo_summary_matches_its_outputs(tmp_path):
     for method, values in maes.items():
         assert summary["mixture_mae"][method] == pytest.approx(np.mean(values), abs=1e-4)
     text = (out / "summary.md").read_text()
-    for name in ("TissueBERT (EM)", "logreg (EM)", "UXM", "NNLS", "oracle"):
+    for name in ("TissueBERT (EM)", "logreg (EM)", "UXM", "NNLS", "oracle", "uniform guess"):
         assert name in text
+
+    # the truth file beside each mixture is the summary's truth
+    for row in summary["mixtures"]:
+        lines = (out / "mixtures" / f"{row['mixture']}{TRUTH_SUFFIX}").read_text().splitlines()
+        assert lines[0] == "tissue\tproportion"
+        on_file = {t: float(p) for t, p in (line.split("\t") for line in lines[1:])}
+        assert set(row["true"]) <= set(on_file)
+        for tissue, value in on_file.items():
+            assert value == pytest.approx(row["true"].get(tissue, 0.0), abs=1e-4)
+        assert (out / "mixtures" / f"{row['mixture']}.pat.gz").is_file()
+        # the uniform guess row: mean |1/T - truth|, computed here from the truth file
+        uniform = np.mean([abs(1 / len(on_file) - p) for p in on_file.values()])
+        assert row["methods"][UNIFORM]["mae"] == pytest.approx(uniform, abs=1e-6)
+        # every estimate the summary shows is the per-mixture file's value
+        est = read_proportions_tsv(out / "deconvolution" / row["mixture"] / "proportions.tsv")
+        for method in DEMO_METHODS:
+            for tissue, value in row["methods"][method]["estimated"].items():
+                assert value == pytest.approx(est[method][tissue], abs=1e-4)
+                assert f"{value:.3f}" in text or value < 0.01  # shown in summary.md beside the truth
+    # the three mixtures were deconvolved in one call: one cohort table holds the per-mixture files
+    cohort = (out / "deconvolution" / "cohort_proportions.tsv").read_text().splitlines()
+    assert cohort[0].split("\t")[:3] == ["sample", "method", "tissue"]
+    for line in cohort[1:]:
+        sample, method, tissue, value = line.split("\t")[:4]
+        est = read_proportions_tsv(out / "deconvolution" / sample / "proportions.tsv")
+        assert float(value) == pytest.approx(est[method][tissue], abs=1e-6)
+    assert {line.split("\t")[0] for line in cohort[1:]} == {r["mixture"] for r in summary["mixtures"]}
+    run_info = json.loads((out / "deconvolution" / "run.json").read_text())
+    assert summary["deconvolution_warnings"] == run_info["warnings"]
+    # each mixture's plot names its sample: the three PNGs differ
+    pngs = {(out / "deconvolution" / r["mixture"] / "proportions.png").read_bytes() for r in summary["mixtures"]}
+    assert len(pngs) == len(summary["mixtures"])

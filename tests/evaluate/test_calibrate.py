@@ -70,3 +70,29 @@ def test_calibrate_cli_on_an_overconfident_checkpoint(tiny, tmp_path, capsys):
     assert after["accuracy"] == before["accuracy"]  # temperature never changes the argmax
     # refuses to overwrite the calibrated file without --force
     assert main(["calibrate", "--checkpoint", str(sharp), "--store", str(tiny.store.root)]) == 2
+
+
+def test_calibration_keeps_a_temperature_only_if_it_lowers_the_nll_and_reports_a_worse_ece():
+    from tissuebert.evaluate.calibrate import calibration_report
+
+    rng = np.random.default_rng(2)
+    z = rng.normal(size=(2000, 4))
+    labels = (rng.random(2000)[:, None] > np.cumsum(softmax_probs(z), axis=1)).sum(axis=1)
+    # calibrated logits: T = 3 would raise the NLL, so the report keeps T = 1 and says so
+    report = calibration_report(z, labels, 3.0, bins=10)
+    assert nll(z, labels, 3.0) > nll(z, labels, 1.0)
+    assert report["temperature"] == 1.0 and report["nll_after"] == report["nll_before"]
+    assert any("kept T = 1" in w for w in report["warnings"])
+    # an ECE-worsening temperature that lowers the NLL is kept, with a warning
+    seen = set()
+    for seed in range(20):
+        r = np.random.default_rng(seed)
+        z = 2 * r.normal(size=(300, 4))
+        labels = (r.random(300)[:, None] > np.cumsum(softmax_probs(z), axis=1)).sum(axis=1)
+        t = fit_temperature(z, labels)
+        report = calibration_report(z, labels, t, bins=10)
+        worse = (expected_calibration_error(softmax_probs(z, t), labels, n_bins=10)
+                 > expected_calibration_error(softmax_probs(z), labels, n_bins=10))
+        assert any("ECE worse" in w for w in report["warnings"]) == (worse and report["temperature"] == t)
+        seen.add(worse)
+    assert seen == {True, False}  # both branches were exercised

@@ -31,6 +31,19 @@ def test_no_suggestion_without_descent():
     assert np.isnan(suggestion) and idx == -1
 
 
+def test_no_suggestion_from_a_flat_noisy_curve():
+    # a model that learns nothing: the loss wanders by +-1% around ln(22); its steepest wiggle is no descent
+    rng = np.random.default_rng(0)
+    lrs = np.logspace(-7, 0, 200)
+    flat = np.log(22) * (1 + 0.01 * np.sin(np.arange(200) / 3.0) + 0.002 * rng.standard_normal(200))
+    suggestion, idx = suggest_lr(lrs, flat)
+    assert np.isnan(suggestion) and idx == -1
+    # the same curve with a real 30% fall at 1e-3 gets its suggestion back
+    fall = flat * (1 - 0.3 / (1 + np.exp(-4 * (np.log10(lrs) + 3))))
+    suggestion, idx = suggest_lr(lrs, fall)
+    assert 3e-4 < lrs[idx] < 3e-3
+
+
 def test_lr_find_cli(marker_store, tmp_path, capsys):
     out = tmp_path / "lrf"
     rc = main(["lr-find", "--store", str(marker_store), "--out", str(out), "--steps", "150", "--start-lr", "1e-4",
@@ -42,6 +55,7 @@ def test_lr_find_cli(marker_store, tmp_path, capsys):
     assert lrs[0] == pytest.approx(1e-4) and np.allclose(lrs[1:] / lrs[:-1], 10 ** (4 / 149), rtol=1e-4)
     summary = json.loads((out / LR_FIND.JSON).read_text())
     assert summary["suggested_lr"] == pytest.approx(summary["steepest_lr"] / 3)
+    assert summary["warnings"] == []
     # the easy marker store is learned somewhere in the sweep: the loss must fall well below chance
     assert min(float(r["loss"]) for r in rows) < 0.3 and min(float(r["smoothed_loss"]) for r in rows) < 0.6
     assert 1e-4 < summary["steepest_lr"] < 1.0

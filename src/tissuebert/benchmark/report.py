@@ -124,6 +124,38 @@ def _fmt(v: Any, pct: bool = False) -> str:
     return f"{100 * v:.2g}%" if pct else f"{v:.4f}"
 
 
+ORACLE = "oracle"
+
+
+def best_usable(result: dict) -> dict[str, str]:
+    """{depth: the non-oracle method with the lowest MAE there} (the oracle needs the true model)."""
+    methods = {m: r for m, r in result["methods"].items() if m != ORACLE}
+    if not methods:
+        return {}
+    depths = list(next(iter(methods.values()))["per_depth"])
+    return {d: min(methods, key=lambda m: methods[m]["per_depth"][d]["mae"]) for d in depths}
+
+
+def verdict(result: dict) -> str:
+    """One sentence: which usable method is best at which depth, and how far from the oracle."""
+    best = best_usable(result)
+    if not best:
+        return "Only the oracle was run: there is no usable method to judge."
+    oracle = result["methods"].get(ORACLE)
+    parts = []
+    for method in dict.fromkeys(best.values()):  # each winner once, in depth order
+        depths = [d for d, m in best.items() if m == method]
+        maes = ", ".join(f"{result['methods'][method]['per_depth'][d]['mae']:.4f}" for d in depths)
+        text = f"{method} at {', '.join(depths)} (MAE {maes}"
+        if oracle is not None:
+            ratios = [result["methods"][method]["per_depth"][d]["mae"] / oracle["per_depth"][d]["mae"]
+                      for d in depths if oracle["per_depth"][d]["mae"] > 0]
+            if ratios:
+                text += f"; {', '.join(f'{r:.2f}' for r in ratios)}x the oracle's"
+        parts.append(text + ")")
+    return "Best usable method on random sparse mixtures: " + "; ".join(parts) + "."
+
+
 def write_report(folder: Path, result: dict, mixtures, est: dict[str, np.ndarray]) -> None:
     """Figures as PNG files, and report.html embedding them with the summary tables."""
     plot_scatter(folder / FIGURES["scatter"], result, mixtures, est)
@@ -134,13 +166,13 @@ def write_report(folder: Path, result: dict, mixtures, est: dict[str, np.ndarray
     depths = list(next(iter(methods.values()))["per_depth"])
     head = "".join(f"<th>{d} MAE</th><th>{d} RMSE</th><th>{d} r</th><th>{d} FP mass</th>" for d in depths)
     rows = []
-    best = {d: min(methods, key=lambda m: methods[m]["per_depth"][d]["mae"]) for d in depths}
+    best = best_usable(result)  # bold: the best method a user can run (not the oracle)
     for method, res in methods.items():
         cells = ""
         for d in depths:
             v = res["per_depth"][d]
             mae = _fmt(v["mae"])
-            cells += (f"<td>{'<b>' + mae + '</b>' if best[d] == method else mae}</td><td>{_fmt(v['rmse'])}</td>"
+            cells += (f"<td>{'<b>' + mae + '</b>' if best.get(d) == method else mae}</td><td>{_fmt(v['rmse'])}</td>"
                       f"<td>{_fmt(v['pearson_r'])}</td><td>{_fmt(v['fp_mass'])}</td>")
         rows.append(f"<tr><th>{html.escape(method)}</th>{cells}</tr>")
     tissues = sorted({t for m in methods for t in methods[m]["lod"]})
@@ -155,12 +187,13 @@ def write_report(folder: Path, result: dict, mixtures, est: dict[str, np.ndarray
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
 img{{max-width:100%;margin:0.5em 0}}.note{{color:#555;font-size:90%}}</style></head><body>
 <h1>Deconvolution benchmark</h1>
+<p class="verdict" id="verdict"><b>{html.escape(result.get("verdict") or verdict(result), quote=False)}</b></p>
 <p>{result['n_mixtures']} in-silico mixtures of held-out <b>test</b> reads ({result['pool_reads']} reads),
 {len(result['tissues'])} tissues, panel of {result['n_windows']} windows. Checkpoint <code>{html.escape(result['checkpoint'])}</code>.</p>
 {notes}
 <h2>Accuracy on random sparse mixtures</h2>
 <p class="note">{design['n_dirichlet']} Dirichlet mixtures of 2-5 tissues per depth; depth = reads per window.
-Lowest MAE per depth in bold. FP mass = proportion given to tissues absent from the mixture.</p>
+Lowest MAE of a usable method (not the oracle) per depth in bold. FP mass = proportion given to tissues absent from the mixture.</p>
 <table><tr><th>method</th>{head}</tr>{''.join(rows)}</table>
 {_img(folder, FIGURES['scatter'])}{_img(folder, FIGURES['depth'])}
 <h2>Limit of detection</h2>

@@ -18,6 +18,7 @@ from tissuebert.deconvolve.baselines import MarkerReference, build_references, n
 from tissuebert.deconvolve.em import em_proportions
 from tissuebert.deconvolve.run import METHODS
 from tissuebert.evaluate.evaluate import as_state, to_json
+from tissuebert import __version__
 from tissuebert.evaluate.oracle import cohort_of_store
 from tissuebert.progress import get_logger, track
 from tissuebert.store.store import Store
@@ -102,7 +103,7 @@ def run_benchmark(checkpoint: str | Path | dict, store: str | Path | Store, out:
 
     Depth = reads per panel window: a mixture at 30x has 30 x n_windows reads.
     """
-    from tissuebert.benchmark.report import write_report
+    from tissuebert.benchmark.report import verdict, write_report
 
     started = time.time()
     state, name = as_state(checkpoint)
@@ -138,7 +139,7 @@ def run_benchmark(checkpoint: str | Path | dict, store: str | Path | Store, out:
                                                    max_iter=config.eval.em_max_iter, tol=max(config.eval.em_tol, 1e-6))
             seconds[method] += time.perf_counter() - t0
     result = {
-        "checkpoint": name, "store": str(store.root), "truth": str(truth_dir) if truth_dir else None,
+        "version": __version__, "checkpoint": name, "store": str(store.root), "truth": str(truth_dir) if truth_dir else None,
         "tissues": tissues, "background": {t: float(w) for t, w in zip(tissues, bg) if w > 0},
         "n_windows": n_windows, "pool_reads": pool.n_reads, "n_mixtures": len(mixtures),
         "design": {"spike_levels": list(spike_levels), "replicates": replicates, "spike_depth": spike_depth,
@@ -149,6 +150,8 @@ def run_benchmark(checkpoint: str | Path | dict, store: str | Path | Store, out:
         "logreg_fit": rival.settings if rival is not None else None,
     }
     result["notes"] = model_vs_logreg_notes(result["methods"])
+    result["verdict"] = verdict(result)
+    log.info("%s", result["verdict"])
     for note in result["notes"]:
         log.warning("%s", note)
     with atomic_dir(out, force=force) as tmp:

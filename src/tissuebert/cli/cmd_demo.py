@@ -57,6 +57,8 @@ def demo_mixtures(tissues: list[str], seed: int) -> dict[str, dict[str, float]]:
 
 DEMO_METHODS = ("em", "logreg", "uxm", "nnls")  # model EM, its simple rival, the two reference baselines
 ORACLE = "oracle"
+UNIFORM = "uniform"  # the guess that knows nothing: 1 / tissues each
+TRUTH_SUFFIX = ".truth.tsv"  # beside each demo mixture: tissue, proportion
 
 
 def _oracle_mixture(cohort: Path, store, pat: Path) -> dict[str, float]:
@@ -105,21 +107,31 @@ def run_demo(out: Path, *, seed: int, force: bool, epochs: int | None, preset: s
     from tissuebert.store.store import Store
 
     opened = Store.open(store)  # read once for the oracle of every mixture
+    mix_dir = out / "mixtures"
+    pats = {}
+    for name, props in mixes.items():
+        pats[name] = simulate_mixture(cohort, props, depth=DEMO_DEPTH, seed=seed, out_path=mix_dir / f"{name}.pat.gz",
+                                      force=True)
+        # the truth beside each mixture: what a user compares the deconvolution with
+        atomic_write_text(mix_dir / f"{name}{TRUTH_SUFFIX}", "tissue\tproportion\n"
+                          + "".join(f"{t}\t{props.get(t, 0.0):.4f}\n" for t in tissues))
+    # one call for the three mixtures: one table (deconvolution/cohort_proportions.tsv), one folder each
+    _run(["deconvolve", "--checkpoint", str(ckpt), "--cpg-index", str(cohort / "CpG.bed.gz"),
+          "--reference", str(cohort / "genome.fa"), "--store", str(store), "--method", ",".join(DEMO_METHODS),
+          "--out", str(dec), *force_flag, *(str(p) for p in pats.values())])
+    dec_info = json.loads((dec / OUT.RUN_INFO).read_text())
     rows = []
     for name, props in mixes.items():
-        pat = simulate_mixture(cohort, props, depth=DEMO_DEPTH, seed=seed, out_path=dec / "inputs" / f"{name}.pat.gz")
-        _run(["deconvolve", "--checkpoint", str(ckpt), "--input", str(pat), "--cpg-index", str(cohort / "CpG.bed.gz"),
-              "--reference", str(cohort / "genome.fa"), "--store", str(store), "--method", ",".join(DEMO_METHODS),
-              "--out", str(dec / name), *force_flag])
         estimates = read_proportions_tsv(dec / name / OUT.PROPORTIONS)
-        estimates[ORACLE] = _oracle_mixture(cohort, opened, pat)
+        estimates[ORACLE] = _oracle_mixture(cohort, opened, pats[name])
+        estimates[UNIFORM] = dict.fromkeys(tissues, 1.0 / len(tissues))
         per_method = {}
         for method, est in estimates.items():
             err = [abs(est.get(t, 0.0) - props.get(t, 0.0)) for t in tissues]
             per_method[method] = {"mae": float(np.mean(err)), "max_abs_error": float(np.max(err)),
                                   "estimated": {t: round(v, 4) for t, v in est.items()}}
         rows.append({"mixture": name, "true": props, "methods": per_method})
-    methods = [*DEMO_METHODS, ORACLE]
+    methods = [*DEMO_METHODS, ORACLE, UNIFORM]
     summary = {
         "n_tissues": len(tissues), "chance_accuracy": 1.0 / len(tissues),
         "reads": {who: _read_metrics(metrics, who) for who in ("model", "logreg", ORACLE)},
@@ -127,7 +139,7 @@ def run_demo(out: Path, *, seed: int, force: bool, epochs: int | None, preset: s
                               "total": len(metrics.get("per_sample", []))},
         "mixture_mae": {m: float(np.mean([r["methods"][m]["mae"] for r in rows])) for m in methods},
         "mixture_max_abs_error": {m: float(np.max([r["methods"][m]["max_abs_error"] for r in rows])) for m in methods},
-        "mixtures": rows, "train_s": round(train_s, 1), "elapsed_s": round(time.perf_counter() - t0, 1),
+        "mixtures": rows, "deconvolution_warnings": dec_info.get("warnings", []), "train_s": round(train_s, 1), "elapsed_s": round(time.perf_counter() - t0, 1),
     }
     summary["verdicts"] = _verdicts(summary)
     atomic_write_text(out / "summary.md", _summary_markdown(summary, out))
@@ -168,7 +180,8 @@ def _fmt(value: float | None, pct: bool = True) -> str:
 def _summary_markdown(s: dict, out: Path) -> str:
     reads = s["reads"]
     methods = [m for m in ("em", "logreg", "uxm", "nnls", ORACLE) if m in s["mixture_mae"]]
-    label = {"em": "TissueBERT (EM)", "logreg": "logreg (EM)", "uxm": "UXM", "nnls": "NNLS", ORACLE: "oracle"}
+    label = {"em": "TissueBERT (EM)", "logreg": "logreg (EM)", "uxm": "UXM", "nnls": "NNLS", ORACLE: "oracle",
+             UNIFORM: "uniform guess (1 / tissues each)"}
     calls = s["test_sample_calls"]
     lines = [
         "# tissuebert demo summary", "",
@@ -187,8 +200,10 @@ def _summary_markdown(s: dict, out: Path) -> str:
               f"{calls['correct']} of {calls['total']} right.", "",
               f"## Mixtures ({len(s['mixtures'])} simulated cfDNA mixtures at {DEMO_DEPTH:g}x)", "",
               "| method | mean absolute error | largest error of one component |", "| --- | --- | --- |"]
-    for m in methods:
+    for m in [*methods, UNIFORM] if UNIFORM in s["mixture_mae"] else methods:
         lines.append(f"| {label[m]} | {s['mixture_mae'][m]:.4f} | {s['mixture_max_abs_error'][m]:.4f} |")
+    lines += ["", "Estimated composition beside the truth (tissues with a true or estimated share >= 1%; "
+              "`mixtures/<name>.truth.tsv` holds the truth):"]
     for r in s["mixtures"]:
         shown = [t for t in sorted(r["true"], key=lambda t: -r["true"][t])]
         shown += sorted({t for m in methods for t, v in r["methods"][m]["estimated"].items()
@@ -199,12 +214,18 @@ def _summary_markdown(s: dict, out: Path) -> str:
             lines.append(f"| {t} | {r['true'].get(t, 0.0):.3f} | "
                          + " | ".join(f"{r['methods'][m]['estimated'].get(t, 0.0):.3f}" for m in methods) + " |")
     lines += ["", "## What this says", ""] + [f"- {v}" for v in s["verdicts"]]
+    if s.get("deconvolution_warnings"):
+        lines += ["", "Warnings of the deconvolution (also in `deconvolution/run.json`):", ""]
+        lines += [f"- {w}" for w in s["deconvolution_warnings"]]
     lines += ["", "## Where things are", "",
               f"- `{out}/cohort/`: simulated inputs (FASTA, regions BED, CpG index, sample sheet, .pat.gz, BAM, truth)",
               f"- `{out}/store/`: the prepared store",
               f"- `{out}/run/`: checkpoints (`calibrated.pt` = best_acc.pt + temperature), logs, plots",
               f"- `{out}/eval/`: test-split metrics (model, logreg, oracle), per-sample calls, confusion matrix",
-              f"- `{out}/deconvolution/`: one folder per mixture with proportions.tsv (every method)", ""]
+              f"- `{out}/mixtures/`: the simulated cfDNA mixtures (`<name>.pat.gz`) and their truth (`<name>.truth.tsv`)",
+              f"- `{out}/deconvolution/`: one `tissuebert deconvolve` call on the three mixtures: "
+              "`cohort_proportions.tsv` (every mixture and method, with intervals), `cohort_matrix.tsv`, "
+              "`tissuebert_mqc.tsv`, and one folder per mixture with proportions.tsv + .png", ""]
     return "\n".join(lines)
 
 
@@ -223,6 +244,6 @@ def register(app: typer.Typer) -> None:
         """
         summary = run_demo(out, seed=seed, force=force, epochs=epochs, preset=preset)
         typer.echo((out / "summary.md").read_text())
-        typer.echo(f"demo outputs: {out}/ (summary.md, cohort/, store/, run/, eval/, deconvolution/)")
+        typer.echo(f"demo outputs: {out}/ (summary.md, cohort/, store/, run/, eval/, mixtures/, deconvolution/)")
         if summary["reads"]["model"]["balanced_accuracy"] <= summary["chance_accuracy"] + 0.01:
             log.warning("test balanced accuracy is within a point of chance: training too short for this cohort?")

@@ -93,13 +93,15 @@ def calibrate(
 
 def deconvolve(
     out: OutDirOpt,
+    inputs: Annotated[Optional[list[str]], typer.Argument(help="Sample files (.pat.gz, BAM, bedMethyl, .cov, .beta) or quoted globs ('mixtures/*.pat.gz'); a sample's id is its file name without the format suffix.", show_default=False)] = None,
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Checkpoint .pt (needed by em, mean-posterior, argmax).")] = None,
-    input: InputOpt = None,
+    input: Annotated[Optional[list[Path]], typer.Option("--input", "-i", help="A sample file (repeatable; the same as a positional input).")] = None,
+    samples: Annotated[Optional[Path], typer.Option("--samples", help="Sample sheet TSV with columns sample_id and path (format optional; a training sheet works).")] = None,
     fmt: FormatOpt = None,
     cpg_index: CpgIndexOpt = None,
     reference: ReferenceOpt = None,
     store: Annotated[Optional[Path], typer.Option("--store", help="Store: its panel replaces --reference; its training split is the uxm/nnls reference and logreg's training data; with --sample, the reads.")] = None,
-    sample: SampleOpt = None,
+    sample: Annotated[Optional[list[str]], typer.Option("--sample", help="Use this store sample's reads (repeatable).")] = None,
     method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="em (default), mean-posterior, argmax, logreg (needs --store), uxm, nnls; repeat or comma-separate.")] = None,
     atlas: Annotated[Optional[Path], typer.Option("--atlas", help="uxm: a published UXM atlas TSV (CpG-index markers) to score a .pat input against.")] = None,
     bootstrap: Annotated[Optional[int], typer.Option("--bootstrap", help="Bootstrap resamples for the intervals (default: the checkpoint's eval.bootstrap; 0 = none).")] = None,
@@ -110,28 +112,37 @@ def deconvolve(
     precision: PrecisionOpt = "auto",
     force: ForceOpt = False,
 ) -> None:
-    """Tissue proportions of one sample by maximum likelihood over the model's per-read likelihoods
-    (EM, training prior divided out), with bootstrap intervals; writes proportions.tsv + .png.
+    """Tissue proportions of one sample or a cohort by maximum likelihood over the model's per-read
+    likelihoods (EM, training prior divided out), with bootstrap intervals. Each unique
+    (window, read pattern) of the whole cohort is scored once. Writes one folder per sample
+    (proportions.tsv + .png) and the cohort tables cohort_proportions.tsv, cohort_matrix.tsv and
+    tissuebert_mqc.tsv (MultiQC).
 
-    Example: tissuebert deconvolve --checkpoint run/checkpoints/best_acc.pt --input sample.pat.gz --cpg-index CpG.bed.gz --reference genome.fa --out deconv
+    Example: tissuebert deconvolve --checkpoint run/checkpoints/calibrated.pt --cpg-index CpG.bed.gz --reference genome.fa --out deconv 'mixtures/*.pat.gz'
     """
-    from tissuebert.deconvolve.sample import deconvolve_sample
+    from tissuebert.deconvolve.cohort import deconvolve_cohort
+    from tissuebert.deconvolve.inputs import resolve_inputs
 
     methods = _split_methods(method, ["em"])
     require_at_least(bootstrap, 0, "--bootstrap")
     if temperature is not None and not temperature > 0:
         raise TissueBertError(f"--temperature must be > 0, got {temperature}")
-    if sample is not None and store is None:
+    if sample and store is None:
         raise TissueBertError("--sample needs --store")
-    results = deconvolve_sample(out, checkpoint=checkpoint, methods=methods, input_path=input, fmt=fmt,
-                                cpg_index=cpg_index, reference=reference, store_root=store, sample_id=sample,
-                                atlas=atlas, n_boot=bootstrap, seed=seed, temperature=temperature,
-                                posteriors=posteriors, device=device, precision=precision, force=force)
-    for res in results:
-        order = res.proportions.argsort()[::-1][:5]
-        top = ", ".join(f"{res.tissues[i]} {res.proportions[i]:.3f}" for i in order)
-        typer.echo(f"{res.method}: {top}  ({res.n_reads} reads)")
-    typer.echo(f"wrote {out}")
+    specs = resolve_inputs([*(inputs or []), *(str(p) for p in input or [])], sheet=samples, store_samples=sample,
+                           fmt=fmt)
+    results = deconvolve_cohort(out, specs, checkpoint=checkpoint, methods=methods, cpg_index=cpg_index,
+                                reference=reference, store_root=store, atlas=atlas, n_boot=bootstrap, seed=seed,
+                                temperature=temperature, posteriors=posteriors, device=device,
+                                precision=precision, force=force)
+    for sample_id, res in results.items():
+        for r in res:
+            order = r.proportions.argsort()[::-1][:5]
+            top = ", ".join(f"{r.tissues[i]} {r.proportions[i]:.3f}" for i in order)
+            prefix = f"{sample_id} " if len(results) > 1 else ""
+            typer.echo(f"{prefix}{r.method}: {top}  ({r.n_reads} reads)")
+    typer.echo(f"wrote {out}" + (f" ({len(results)} samples; cohort_proportions.tsv, cohort_matrix.tsv)"
+                                 if len(results) > 1 else ""))
 
 
 def predict(

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from tissuebert.cli.common import ConfigOpt, ForceOpt, OutOpt, PresetOpt, SetOpt, resolve_config
-from tissuebert.cli.train_checks import check_tissue_splits, removed_if_failed_start
+from tissuebert.cli.train_checks import check_tissue_splits, removed_if_failed_start, write_run_summary
 
 StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="Prepared store directory (see `tissuebert prepare`).")]
 EXIT_STOPPED = 3  # stopped by a signal / stop file and not requeued: resume with --resume auto
@@ -31,7 +31,7 @@ def train(
 ) -> int:
     """Train TissueBERT on a store; checkpoints, logs and plots go under --out.
 
-    Writes OUT/config.yaml, OUT/checkpoints/{last,best_acc,best_loss}.pt, OUT/logs/{epochs,per_tissue,steps}.csv,
+    Writes OUT/config.yaml, OUT/summary.json (final validation metrics, chance level, warnings), OUT/checkpoints/{last,best_acc,best_loss}.pt, OUT/logs/{epochs,per_tissue,steps}.csv,
     OUT/tensorboard/ and OUT/plots/confusion_epoch_NNN.{png,csv}. Runs under torchrun for DDP.
 
     Example: tissuebert train --store store --preset tiny --out run
@@ -51,6 +51,10 @@ def train(
         typer.echo(f"stopped ({metrics['stopped']}); {note}", err=True)
         return 0 if metrics.get("requeued") else EXIT_STOPPED
     if metrics:
+        from tissuebert.store.store import Store
+
+        for text in write_run_summary(out, metrics, len(Store.open(store).tissues)):
+            typer.echo(f"warning: {text}", err=True)
         typer.echo(f"validation accuracy {metrics['accuracy']:.4f}, balanced accuracy {metrics['balanced_accuracy']:.4f}, "
                    f"macro F1 {metrics['macro_f1']:.4f}, loss {metrics['loss']:.4f}")
     return 0

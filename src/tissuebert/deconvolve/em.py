@@ -169,11 +169,29 @@ def mixture_loglik(loglik: np.ndarray, proportions: np.ndarray, *, weights: np.n
     return _Mixture(lik, _check_weights(weights, lik.shape[0])).loglik(np.asarray(proportions, np.float64))
 
 
+def interval_around(estimate: np.ndarray, reps: np.ndarray, ci_level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval of the bootstrap refits' deviations, placed around the point fit.
+
+    ``[est + q_a(reps) - median(reps), est + q_(1-a)(reps) - median(reps)]``, clipped to [0, 1].
+    Plain percentiles ``[q_a, q_(1-a)]`` of the refits can miss the estimate they describe: refits
+    started from the estimate stop at a looser tolerance, and at a proportion near 0 or 1 the
+    refits pile up on one side (a pure sample gave 1.000000 with 0.999993-0.999994). Shifting by
+    the refits' median keeps their spread (the sampling error) and always contains the estimate.
+    """
+    estimate = np.asarray(estimate, dtype=np.float64)
+    alpha = (1.0 - ci_level) / 2.0
+    q_low, median, q_high = np.nanquantile(reps, [alpha, 0.5, 1.0 - alpha], axis=0)
+    low = np.clip(estimate + (q_low - median), 0.0, 1.0)
+    high = np.clip(estimate + (q_high - median), 0.0, 1.0)
+    return np.minimum(low, estimate), np.maximum(high, estimate)
+
+
 def bootstrap_proportions(loglik: np.ndarray | None, *, weights: np.ndarray | None = None, n_boot: int = 200,
                           ci_level: float = 0.95, seed: int = 0, max_iter: int = 1000, tol: float = 1e-6,
                           estimate: np.ndarray | None = None, lik: np.ndarray | None = None,
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Percentile bootstrap over reads: (low (T,), high (T,), replicates (n_boot, T)).
+    """Bootstrap over reads: (low (T,), high (T,), replicates (n_boot, T)); the interval is
+    :func:`interval_around` the ``estimate`` when one is given, plain percentiles otherwise.
 
     Each replicate redraws the sample's N reads with replacement, which for collapsed reads is a
     multinomial draw of new multiplicities over the unique reads (same distribution, no copies).
@@ -189,7 +207,10 @@ def bootstrap_proportions(loglik: np.ndarray | None, *, weights: np.ndarray | No
     for b in range(n_boot):
         counts = rng.multinomial(n_total, probs).astype(np.float64)
         reps[b] = em_proportions(None, weights=counts, lik=lik, init=estimate, max_iter=max_iter, tol=tol)
+    if not n_boot:
+        return np.full(lik.shape[1], np.nan), np.full(lik.shape[1], np.nan), reps
+    if estimate is not None:
+        low, high = interval_around(estimate, reps, ci_level)
+        return low, high, reps
     alpha = (1.0 - ci_level) / 2.0
-    low = np.quantile(reps, alpha, axis=0) if n_boot else np.full(lik.shape[1], np.nan)
-    high = np.quantile(reps, 1.0 - alpha, axis=0) if n_boot else np.full(lik.shape[1], np.nan)
-    return low, high, reps
+    return np.quantile(reps, alpha, axis=0), np.quantile(reps, 1.0 - alpha, axis=0), reps

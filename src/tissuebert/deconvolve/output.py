@@ -24,6 +24,57 @@ def proportions_tsv(results: list[DeconvResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
+COHORT_COLUMNS = ("sample", *PROPORTION_COLUMNS)
+
+
+def cohort_long_tsv(results: dict[str, list[DeconvResult]]) -> str:
+    """Every sample in one long table: one row per (sample, method, tissue)."""
+    lines = ["\t".join(COHORT_COLUMNS)]
+    for sample, res in results.items():
+        body = proportions_tsv(res).splitlines()[1:]
+        lines += [f"{sample}\t{line}" for line in body]
+    return "\n".join(lines) + "\n"
+
+
+def _all_tissues(results: dict[str, list[DeconvResult]]) -> list[str]:
+    tissues: list[str] = []
+    for res in results.values():
+        for r in res:
+            tissues += [t for t in r.tissues if t not in tissues]
+    return tissues
+
+
+def cohort_matrix_tsv(results: dict[str, list[DeconvResult]]) -> str:
+    """Wide: one row per (sample, method), one proportion column per tissue (0 where a method's
+    tissue list lacks it, e.g. a published atlas)."""
+    tissues = _all_tissues(results)
+    lines = ["\t".join(["sample", "method", *tissues])]
+    for sample, res in results.items():
+        for r in res:
+            value = dict(zip(r.tissues, r.proportions))
+            lines.append("\t".join([sample, r.method, *(f"{value.get(t, 0.0):.6f}" for t in tissues)]))
+    return "\n".join(lines) + "\n"
+
+
+def multiqc_tsv(results: dict[str, list[DeconvResult]]) -> str:
+    """MultiQC custom content (a ``*_mqc.tsv`` file MultiQC picks up): a stacked bar graph of each
+    sample's proportions by the run's first method, in percent."""
+    tissues = _all_tissues(results)
+    method = next((res[0].method for res in results.values() if res), "em")
+    head = ["# id: 'tissuebert'", "# section_name: 'Tissue of origin (tissuebert)'",
+            f"# description: 'Tissue proportions by {method} (tissuebert deconvolve), percent of the sample.'",
+            "# plot_type: 'bargraph'", "# pconfig:", "#    id: 'tissuebert_proportions'",
+            "#    title: 'tissuebert: tissue proportions'", "#    ylab: 'Percent'", "#    cpswitch: false"]
+    lines = head + ["\t".join(["Sample", *tissues])]
+    for sample, res in results.items():
+        first = next((r for r in res if r.method == method), None)
+        if first is None:
+            continue
+        value = dict(zip(first.tissues, first.proportions))
+        lines.append("\t".join([sample, *(f"{100 * value.get(t, 0.0):.4f}" for t in tissues)]))
+    return "\n".join(lines) + "\n"
+
+
 def read_proportions_tsv(path: str | Path) -> dict[str, dict[str, float]]:
     """{method: {tissue: proportion}} from a proportions.tsv."""
     out: dict[str, dict[str, float]] = {}
@@ -35,7 +86,7 @@ def read_proportions_tsv(path: str | Path) -> dict[str, dict[str, float]]:
     return out
 
 
-def plot_proportions(results: list[DeconvResult], path: str | Path, title: str = "") -> None:
+def plot_proportions(results: list[DeconvResult], path: str | Path, title: str = "", sample: str = "") -> None:
     """Grouped bars (one colour per method) with bootstrap intervals as error bars."""
     import matplotlib
 
@@ -59,7 +110,8 @@ def plot_proportions(results: list[DeconvResult], path: str | Path, title: str =
                                                for r in results) * 1.1)))
     ax.legend(fontsize=8)
     level = int(round(results[0].ci_level * 100))
-    ax.set_title(title or f"Tissue proportions ({level}% bootstrap intervals)")
+    default = f"Tissue proportions ({level}% bootstrap intervals)"
+    ax.set_title(title or (f"{sample}: {default[0].lower()}{default[1:]}" if sample else default))
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)

@@ -9,7 +9,7 @@ arrays a store sample or ``prepare.read_sample_windows(collapse=True)`` gives, s
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ from tissuebert.config import Config
 from tissuebert.constants import CKPT
 from tissuebert.data.tokens import TokenTables
 from tissuebert.deconvolve.baselines import MarkerReference, marker_counts, nnls_proportions, uxm_proportions
-from tissuebert.deconvolve.em import em_proportions, likelihoods_from_logits, scaled_likelihoods
+from tissuebert.deconvolve.em import em_proportions, interval_around, likelihoods_from_logits, scaled_likelihoods
 from tissuebert.evaluate.evaluate import class_prior, resolve_device, temperature_of
 from tissuebert.progress import make_progress
 from tissuebert.store.panel import Panel
@@ -45,6 +45,7 @@ class DeconvResult:
     reads_used: np.ndarray  # (T,) reads attributed to each tissue (expected counts for em)
     n_reads: int  # reads (with multiplicity) the estimate is based on
     ci_level: float = 0.95
+    warnings: list[str] = field(default_factory=list)  # deconvolve.warnings.result_warnings
 
     def rows(self) -> list[dict[str, Any]]:
         return [{"method": self.method, "tissue": t, "proportion": float(self.proportions[i]),
@@ -62,16 +63,16 @@ def _weights(counts: np.ndarray | None, n_reads: int) -> np.ndarray:
 
 
 def _percentile_ci(estimator: Callable[[np.ndarray], np.ndarray], weights: np.ndarray, n_boot: int,
-                   ci_level: float, seed: int, n_tissues: int) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile bootstrap over reads (multinomial redraw of the multiplicities)."""
+                   ci_level: float, seed: int, n_tissues: int, estimate: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap over reads (multinomial redraw of the multiplicities), interval around the point fit."""
     if n_boot <= 0:
         return np.full(n_tissues, np.nan), np.full(n_tissues, np.nan)
     rng = np.random.default_rng(seed)
     n_total = int(round(weights.sum()))
     probs = weights / weights.sum()
     reps = np.stack([estimator(rng.multinomial(n_total, probs).astype(np.float64)) for _ in range(n_boot)])
-    alpha = (1.0 - ci_level) / 2.0
-    return np.nanquantile(reps, alpha, axis=0), np.nanquantile(reps, 1.0 - alpha, axis=0)
+    return interval_around(estimate, reps, ci_level)
 
 
 def proportions_from_loglik(loglik: np.ndarray, counts: np.ndarray | None, tissues: list[str], *,
@@ -114,7 +115,7 @@ def proportions_from_loglik(loglik: np.ndarray, counts: np.ndarray | None, tissu
         used = np.bincount(call, weights=weights, minlength=n_tissues)
     else:
         raise ValueError(f"unknown model method {method!r}; choose one of {', '.join(MODEL_METHODS)}")
-    low, high = _percentile_ci(estimator, weights, n_boot, ci_level, seed, n_tissues)
+    low, high = _percentile_ci(estimator, weights, n_boot, ci_level, seed, n_tissues, est)
     return DeconvResult(tissues, method, est, low, high, used, int(round(weights.sum())), ci_level)
 
 
@@ -132,7 +133,7 @@ def reference_proportions(reference: MarkerReference, panel: Panel, window_idx: 
         return fit(reference, marker_counts(panel, window_idx[keep], calls[keep], w[keep]))
 
     est = estimator(weights)
-    low, high = _percentile_ci(estimator, weights, n_boot, ci_level, seed, len(reference.tissues))
+    low, high = _percentile_ci(estimator, weights, n_boot, ci_level, seed, len(reference.tissues), est)
     n_reads = int(round(weights.sum()))
     return DeconvResult(list(reference.tissues), method, est, low, high, est * n_reads, n_reads, ci_level)
 

@@ -1,32 +1,26 @@
-"""One sample end to end: load its reads (input file or store sample), run the chosen methods,
-write proportions.tsv, proportions.png and (for model methods) posteriors.tsv.gz."""
+"""One sample's reads (an input file or a store sample) on the model's panel; UXM against a
+published atlas; `tissuebert predict`. A cohort's deconvolution is deconvolve/cohort.py."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tissuebert.atomic import atomic_dir, check_output
-from tissuebert.config import Config, dump_config
-from tissuebert.constants import CKPT, COORDS, LOGREG, ORDINAL_FORMATS, OUT
+from tissuebert.atomic import check_output
+from tissuebert.constants import CKPT, COORDS, ORDINAL_FORMATS
 from tissuebert.deconvolve.atlas_io import UXM_MIN_CPGS, pat_marker_counts, read_pat, read_uxm_atlas
-from tissuebert.deconvolve.baselines import build_references, nnls_mixture
-from tissuebert.deconvolve.output import plot_proportions, proportions_tsv, write_posteriors
-from tissuebert.deconvolve.run import (
-    LOGREG_METHODS, METHODS, MODEL_METHODS, REFERENCE_METHODS, DeconvResult, logreg_loglik, proportions_from_loglik,
-    reference_proportions, score_reads,
-)
+from tissuebert.deconvolve.baselines import nnls_mixture
+from tissuebert.deconvolve.em import interval_around
+from tissuebert.deconvolve.output import write_posteriors
+from tissuebert.deconvolve.run import DeconvResult, score_reads
 from tissuebert.errors import TissueBertError
-from tissuebert.evaluate.evaluate import resolve_device
 from tissuebert.progress import get_logger
 from tissuebert.store.panel import Panel
 from tissuebert.store.store import Store
 from tissuebert.train.checkpoint import checkpoint_config, load_checkpoint
-from tissuebert.train.infer import resolve_precision
 
 log = get_logger("deconvolve")
 
@@ -56,8 +50,11 @@ def infer_format(path: Path) -> str:
 
 
 def load_sample(*, state: dict[str, Any] | None, input_path: Path | None, fmt: str | None, cpg_index: Path | None,
-                reference: Path | None, store: Store | None, sample_id: str | None, min_cpgs: int = 1) -> SampleInput:
-    """Reads of one sample projected onto the model's panel, identical reads collapsed."""
+                reference: Path | None, store: Store | None, sample_id: str | None, min_cpgs: int = 1,
+                panel: Panel | None = None) -> SampleInput:
+    """Reads of one sample projected onto the model's panel, identical reads collapsed.
+
+    ``panel`` passes the panel already rebuilt from the checkpoint (a cohort rebuilds it once)."""
     if store is not None and sample_id is not None:
         if input_path is not None:
             raise TissueBertError("give either --input or --sample, not both")
@@ -75,7 +72,7 @@ def load_sample(*, state: dict[str, Any] | None, input_path: Path | None, fmt: s
     fmt = fmt or infer_format(input_path)
     if store is not None:
         panel = store.panel
-    else:
+    elif panel is None:  # else the caller rebuilt the panel and checked the CpG index already
         if state is None or CKPT.PANEL_WINDOWS not in state:
             raise TissueBertError("the checkpoint lacks its panel's window coordinates", hint="pass --store STORE")
         if reference is None:
@@ -127,89 +124,9 @@ def _atlas_uxm(atlas_path: Path, input_path: Path | None, n_boot: int, ci_level:
             boot = type(pat)(pat.start_cpg, pat.codes, pat.length, rng.multinomial(total, pat.counts / total))
             b = pat_marker_counts(boot, atlas)
             reps.append(nnls_mixture(atlas.u_fraction, b.u_fraction, weights=b.informative))
-        alpha = (1 - ci_level) / 2
-        low, high = np.quantile(reps, alpha, axis=0), np.quantile(reps, 1 - alpha, axis=0)
+        low, high = interval_around(est, np.asarray(reps), ci_level)
     n_reads = int(pat.counts.sum())
     return DeconvResult(list(atlas.tissues), "uxm", est, low, high, est * n_reads, n_reads, ci_level)
-
-
-def _logreg_em(store: Store, sample: SampleInput, config: Config, *, n_boot: int, ci_level: float,
-               seed: int) -> DeconvResult:
-    """EM over the likelihoods of the simple rival fit on the store's training split (prior divided out)."""
-    from tissuebert.train.logreg import fit_logreg
-
-    fit = fit_logreg(store, min_cpgs=config.data.min_cpgs, seed=config.train.seed)
-    loglik = logreg_loglik(fit, sample.panel, sample.window_idx, sample.calls)
-    res = proportions_from_loglik(loglik, sample.counts, fit.tissues, method="em", n_boot=n_boot, ci_level=ci_level,
-                                  seed=seed, max_iter=config.eval.em_max_iter, tol=config.eval.em_tol)
-    res.method = LOGREG.METHOD
-    return res
-
-
-def deconvolve_sample(out: Path, *, checkpoint: Path | None, methods: list[str], input_path: Path | None = None,
-                      fmt: str | None = None, cpg_index: Path | None = None, reference: Path | None = None,
-                      store_root: Path | None = None, sample_id: str | None = None, atlas: Path | None = None,
-                      n_boot: int | None = None, seed: int = 0, temperature: float | None = None,
-                      posteriors: bool = True, device: str | None = None, precision: str = "auto",
-                      force: bool = False) -> list[DeconvResult]:
-    """Deconvolve one sample by each method in ``methods`` and write the outputs to ``out``."""
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise TissueBertError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
-    need_model = any(m in MODEL_METHODS for m in methods)
-    if need_model and checkpoint is None:
-        raise TissueBertError(f"method(s) {', '.join(m for m in methods if m in MODEL_METHODS)} need --checkpoint")
-    if store_root is None and any(m in LOGREG_METHODS for m in methods):
-        raise TissueBertError("method logreg is fit on a store's training split", hint="pass --store STORE")
-    state = load_checkpoint(checkpoint) if checkpoint is not None else None
-    config = checkpoint_config(state, checkpoint) if state is not None else Config()
-    n_boot = config.eval.bootstrap if n_boot is None else n_boot
-    ci_level = config.eval.ci_level
-    store = Store.open(store_root) if store_root is not None else None
-    results: list[DeconvResult] = []
-    sample = None
-    if need_model or (store is not None and any(m in REFERENCE_METHODS + LOGREG_METHODS for m in methods)):
-        sample = load_sample(state=state, input_path=input_path, fmt=fmt, cpg_index=cpg_index, reference=reference,
-                             store=store, sample_id=sample_id, min_cpgs=config.data.min_cpgs)
-        log.info("%s: %d reads (%d unique rows)", sample.source, int(sample.counts.sum()), len(sample.counts))
-    loglik = None
-    if need_model:
-        precision = resolve_precision(precision, resolve_device(device))  # resolved once, recorded in run.json
-        _, loglik = score_reads(state, sample.panel, sample.window_idx, sample.calls, temperature=temperature,
-                                device=device, precision=precision)
-    reference_atlas = None
-    for method in methods:
-        if method in MODEL_METHODS:
-            results.append(proportions_from_loglik(loglik, sample.counts, list(state[CKPT.TISSUES]), method=method,
-                                                   n_boot=n_boot, ci_level=ci_level, seed=seed,
-                                                   max_iter=config.eval.em_max_iter, tol=config.eval.em_tol))
-        elif method in LOGREG_METHODS:
-            results.append(_logreg_em(store, sample, config, n_boot=n_boot, ci_level=ci_level, seed=seed))
-        elif method == "uxm" and atlas is not None:
-            results.append(_atlas_uxm(atlas, input_path, n_boot, ci_level, seed, fmt))
-        else:
-            if store is None:
-                raise TissueBertError(f"method {method} builds its reference from a store's training split",
-                                      hint="pass --store STORE (or --atlas ATLAS.tsv for uxm on a .pat input)")
-            reference_atlas = reference_atlas or build_references(store)
-            results.append(reference_proportions(reference_atlas, sample.panel, sample.window_idx, sample.calls,
-                                                 sample.counts, method=method, n_boot=n_boot, ci_level=ci_level,
-                                                 seed=seed))
-    with atomic_dir(out, force=force) as tmp:
-        (tmp / OUT.PROPORTIONS).write_text(proportions_tsv(results))
-        same = [r for r in results if r.tissues == results[0].tissues]
-        plot_proportions(same, tmp / OUT.PROPORTIONS_PNG)
-        if need_model and posteriors:
-            write_posteriors(tmp / OUT.POSTERIORS, sample.panel, list(state[CKPT.TISSUES]), sample.window_idx,
-                             loglik, sample.counts)
-        info = {"input": str(input_path) if input_path else f"{store_root}:{sample_id}", "checkpoint": str(checkpoint),
-                "methods": methods, "precision": precision if need_model else None,
-                "n_boot": n_boot, "ci_level": ci_level, "seed": seed,
-                "n_reads": results[0].n_reads if results else 0}
-        (tmp / OUT.RUN_INFO).write_text(json.dumps(info, indent=2) + "\n")
-        if state is not None:
-            dump_config(config, tmp / OUT.CONFIG)
-    return results
 
 
 def predict_sample(out: Path, *, checkpoint: Path, input_path: Path | None = None, fmt: str | None = None,

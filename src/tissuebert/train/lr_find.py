@@ -31,12 +31,18 @@ log = get_logger("train.lr_find")
 SMOOTHING = 0.98  # EMA of the loss; bias-corrected so the first steps are not pulled to 0
 DIVERGE = 4.0  # stop once the smoothed loss exceeds this multiple of its minimum
 SUGGEST_DIVISOR = 3.0
+# the smoothed loss must fall by this fraction of its level after the settling 10% before a slope
+# counts as descent: a flat curve's noise (a model learning nothing) has a steepest point too
+MIN_RELATIVE_DROP = 0.05
+NO_DESCENT = ("the loss did not fall in the sweep (by at least {drop:.0%} of its starting level): no suggestion "
+              "(try more --steps, a wider LR range, or check that the store's labels carry signal)")
 
 
 def suggest_lr(lrs: np.ndarray, smoothed: np.ndarray) -> tuple[float, int]:
     """(LR of steepest descent / 3, index of the steepest point) of a smoothed loss curve.
 
-    Returns (nan, -1) when the loss falls nowhere in the sweep: there is no descent to point at.
+    Returns (nan, -1) when the loss falls nowhere in the sweep, or by less than MIN_RELATIVE_DROP
+    of its level at the start: there is no descent to point at.
     """
     if lrs.size < 3:
         raise ValueError("the sweep needs at least 3 points to find a slope")
@@ -44,7 +50,8 @@ def suggest_lr(lrs: np.ndarray, smoothed: np.ndarray) -> tuple[float, int]:
     start = max(1, lrs.size // 10)
     slope = np.gradient(smoothed, np.log10(lrs))  # d loss / d log10(lr)
     steepest = start + int(np.argmin(slope[start:]))
-    if slope[steepest] >= 0:
+    level = smoothed[start]
+    if slope[steepest] >= 0 or level - smoothed[start:].min() < MIN_RELATIVE_DROP * abs(level):
         return float("nan"), -1
     return float(lrs[steepest] / SUGGEST_DIVISOR), steepest
 
@@ -116,14 +123,15 @@ def _write(out: Path, config: Config, rows: list[tuple[int, float, float, float]
     lrs = np.array([r[1] for r in rows])
     smoothed = np.array([r[3] for r in rows])
     suggestion, steepest = suggest_lr(lrs, smoothed) if len(rows) >= 3 else (float("nan"), -1)
+    warnings = []
     if steepest < 0:
-        log.warning("the loss did not fall anywhere in the sweep: no suggestion (try more --steps, "
-                    "a wider LR range, or check that the store's labels carry signal)")
+        warnings.append(NO_DESCENT.format(drop=MIN_RELATIVE_DROP))
+        log.warning("%s", warnings[-1])
     # no suggestion is NaN (json writes NaN, which Python's json reads back)
     summary = {"suggested_lr": suggestion, "steepest_lr": float(lrs[steepest]) if steepest >= 0 else float("nan"),
                "min_loss_lr": float(lrs[int(np.argmin(smoothed))]) if rows else float("nan"),
                "steps_run": len(rows), "start_lr": float(lrs[0]) if rows else float("nan"),
-               "end_lr": float(lrs[-1]) if rows else float("nan")}
+               "end_lr": float(lrs[-1]) if rows else float("nan"), "warnings": warnings}
     atomic_write_text(out / LR_FIND.JSON, json.dumps(summary, indent=2) + "\n")
     _plot(out / LR_FIND.PNG, rows, summary)
     return summary

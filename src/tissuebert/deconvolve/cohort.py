@@ -1,0 +1,212 @@
+"""Many samples, one table: every sample's reads are loaded (identical reads collapsed), the
+(window, pattern) rows of the whole cohort are collapsed once more, each unique row is scored by
+the model (and by logreg) once, and each sample's methods run on its share of the scores.
+
+Outputs (docs/deconvolution.md): one folder per sample (``proportions.tsv``, ``.png``,
+``posteriors.tsv.gz``) -- the output folder itself when there is one sample -- and, for every
+run, the cohort tables ``cohort_proportions.tsv`` (long), ``cohort_matrix.tsv`` (wide) and
+``tissuebert_mqc.tsv`` (MultiQC custom content), and ``run.json`` with the warnings.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tissuebert import __version__
+from tissuebert.atomic import atomic_dir
+from tissuebert.config import Config, dump_config
+from tissuebert.constants import CKPT, ORDINAL_FORMATS, OUT
+from tissuebert.deconvolve.baselines import build_references
+from tissuebert.deconvolve.inputs import InputSpec
+from tissuebert.deconvolve.output import (
+    cohort_long_tsv, cohort_matrix_tsv, multiqc_tsv, plot_proportions, proportions_tsv, write_posteriors,
+)
+from tissuebert.deconvolve.run import (
+    LOGREG_METHODS, METHODS, MODEL_METHODS, REFERENCE_METHODS, DeconvResult, logreg_loglik, proportions_from_loglik,
+    reference_proportions, score_reads,
+)
+from tissuebert.deconvolve.sample import SampleInput, _atlas_uxm, _no_cpg_index, infer_format, load_sample
+from tissuebert.deconvolve.warnings import result_warnings
+from tissuebert.errors import TissueBertError
+from tissuebert.evaluate.evaluate import resolve_device
+from tissuebert.progress import get_logger
+from tissuebert.store.panel import Panel
+from tissuebert.store.store import Store
+from tissuebert.train.checkpoint import checkpoint_config, load_checkpoint
+from tissuebert.train.infer import resolve_precision
+
+log = get_logger("deconvolve")
+
+
+@dataclass
+class CohortRows:
+    """The cohort's unique (window, packed calls) rows and, per sample, where its rows landed."""
+
+    window_idx: np.ndarray  # (U,) int64
+    calls: np.ndarray  # (U, B) uint8
+    inverse: list[np.ndarray] = field(default_factory=list)  # per sample (R_s,) indices into the U rows
+
+    @property
+    def n_unique(self) -> int:
+        return int(self.window_idx.shape[0])
+
+
+def unique_cohort_rows(samples: list[SampleInput]) -> CohortRows:
+    """Collapse identical (window, calls) rows across samples; a sample's rows are ``rows[inverse[s]]``."""
+    window = np.concatenate([s.window_idx for s in samples]).astype(np.int64)
+    calls = np.concatenate([np.asarray(s.calls, np.uint8) for s in samples])
+    # one fixed-width byte string per row (8 bytes of window index + the packed calls): a 1-D
+    # unique over void keys is much faster than np.unique(axis=0) over byte columns
+    rows = np.ascontiguousarray(np.concatenate([window.astype("<u8")[:, None].view(np.uint8), calls], axis=1))
+    keys = rows.view(np.dtype((np.void, rows.shape[1]))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    bounds = np.cumsum([0] + [len(s.window_idx) for s in samples])
+    inverse = inverse.ravel()
+    return CohortRows(window[first], calls[first], [inverse[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
+
+
+def _check_methods(methods: list[str], checkpoint: Path | None, store_root: Path | None, atlas: Path | None) -> None:
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise TissueBertError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+    if any(m in MODEL_METHODS for m in methods) and checkpoint is None:
+        raise TissueBertError(f"method(s) {', '.join(m for m in methods if m in MODEL_METHODS)} need --checkpoint")
+    if store_root is None and any(m in LOGREG_METHODS for m in methods):
+        raise TissueBertError("method logreg is fit on a store's training split", hint="pass --store STORE")
+    if store_root is None and ("nnls" in methods or ("uxm" in methods and atlas is None)):
+        method = "nnls" if "nnls" in methods else "uxm"
+        raise TissueBertError(f"method {method} builds its reference from a store's training split",
+                              hint="pass --store STORE (or --atlas ATLAS.tsv for uxm on a .pat input)")
+
+
+def _load_all(specs: list[InputSpec], *, state, store: Store | None, cpg_index, reference, min_cpgs: int
+              ) -> list[SampleInput]:
+    panel: Panel | None = None
+    if store is None and state is not None and any(s.path is not None for s in specs):
+        from tissuebert.prepare import panel_from_coordinates
+
+        if CKPT.PANEL_WINDOWS not in state:
+            raise TissueBertError("the checkpoint lacks its panel's window coordinates", hint="pass --store STORE")
+        if reference is None:
+            raise TissueBertError("--reference FASTA is needed to rebuild the model's panel",
+                                  hint="or pass --store STORE")
+        if cpg_index is None:  # refuse a .pat/.beta the checkpoint cannot place before the panel is rebuilt
+            for spec in specs:
+                if spec.path is not None and (spec.fmt or infer_format(spec.path)) in ORDINAL_FORMATS:
+                    _no_cpg_index(state, spec.path)
+        panel = panel_from_coordinates(reference, state[CKPT.PANEL_WINDOWS], cpg_index)  # once for the cohort
+    out = []
+    for spec in specs:
+        if spec.store_sample is not None and store is None:
+            raise TissueBertError(f"--sample {spec.store_sample} needs --store")
+        sample = load_sample(state=state, input_path=spec.path, fmt=spec.fmt, cpg_index=cpg_index,
+                             reference=reference, store=store, sample_id=spec.store_sample, min_cpgs=min_cpgs,
+                             panel=panel)
+        log.info("%s: %d reads (%d unique rows)", spec.sample_id, int(sample.counts.sum()), len(sample.counts))
+        out.append(sample)
+    return out
+
+
+def deconvolve_cohort(out: Path, specs: list[InputSpec], *, checkpoint: Path | None, methods: list[str],
+                      cpg_index: Path | None = None, reference: Path | None = None, store_root: Path | None = None,
+                      atlas: Path | None = None, n_boot: int | None = None, seed: int = 0,
+                      temperature: float | None = None, posteriors: bool = True, device: str | None = None,
+                      precision: str = "auto", force: bool = False) -> dict[str, list[DeconvResult]]:
+    """Deconvolve every sample of ``specs`` by each method and write the per-sample and cohort outputs."""
+    _check_methods(methods, checkpoint, store_root, atlas)
+    need_model = any(m in MODEL_METHODS for m in methods)
+    state = load_checkpoint(checkpoint) if checkpoint is not None else None
+    config = checkpoint_config(state, checkpoint) if state is not None else Config()
+    n_boot = config.eval.bootstrap if n_boot is None else n_boot
+    ci_level = config.eval.ci_level
+    store = Store.open(store_root) if store_root is not None else None
+    only_atlas = not need_model and atlas is not None and all(m == "uxm" for m in methods)
+    samples = [] if only_atlas else _load_all(specs, state=state, store=store, cpg_index=cpg_index,
+                                              reference=reference, min_cpgs=config.data.min_cpgs)
+    rows = unique_cohort_rows(samples) if samples else None
+    if rows is not None and len(samples) > 1:
+        total = sum(len(s.counts) for s in samples)
+        log.info("cohort of %d samples: %d unique rows of %d (%.1f%%) to score", len(samples), rows.n_unique, total,
+                 100 * rows.n_unique / max(total, 1))
+    loglik = logreg_ll = logreg_fit = None
+    if need_model:
+        precision = resolve_precision(precision, resolve_device(device))  # resolved once, recorded in run.json
+        _, loglik = score_reads(state, samples[0].panel, rows.window_idx, rows.calls, temperature=temperature,
+                                device=device, precision=precision)
+    if any(m in LOGREG_METHODS for m in methods):
+        from tissuebert.train.logreg import fit_logreg
+
+        logreg_fit = fit_logreg(store, min_cpgs=config.data.min_cpgs, seed=config.train.seed)  # once per cohort
+        logreg_ll = logreg_loglik(logreg_fit, samples[0].panel, rows.window_idx, rows.calls)
+    references = build_references(store) if store is not None and any(m in REFERENCE_METHODS for m in methods) else None
+    em_kw = dict(n_boot=n_boot, ci_level=ci_level, seed=seed, max_iter=config.eval.em_max_iter, tol=config.eval.em_tol)
+    results: dict[str, list[DeconvResult]] = {}
+    for k, spec in enumerate(specs):
+        sample = samples[k] if samples else None
+        inv = rows.inverse[k] if rows is not None else None
+        res: list[DeconvResult] = []
+        for method in methods:
+            if method in MODEL_METHODS:
+                res.append(proportions_from_loglik(loglik[inv], sample.counts, list(state[CKPT.TISSUES]),
+                                                   method=method, **em_kw))
+            elif method in LOGREG_METHODS:
+                r = proportions_from_loglik(logreg_ll[inv], sample.counts, logreg_fit.tissues, method="em", **em_kw)
+                r.method = method
+                res.append(r)
+            elif method == "uxm" and atlas is not None:
+                res.append(_atlas_uxm(atlas, spec.path, n_boot, ci_level, seed, spec.fmt))
+            else:
+                if references is None:
+                    raise TissueBertError(f"method {method} builds its reference from a store's training split",
+                                          hint="pass --store STORE (or --atlas ATLAS.tsv for uxm on a .pat input)")
+                res.append(reference_proportions(references, sample.panel, sample.window_idx, sample.calls,
+                                                 sample.counts, method=method, n_boot=n_boot, ci_level=ci_level,
+                                                 seed=seed))
+        for r in res:
+            r.warnings = result_warnings(r)
+            for text in r.warnings:
+                log.warning("%s, %s: %s", spec.sample_id, r.method, text)
+        results[spec.sample_id] = res
+    _write(out, specs, samples, rows, results, state=state, config=config, loglik=loglik if posteriors else None,
+           info={"checkpoint": None if checkpoint is None else str(checkpoint), "methods": methods,
+                 "precision": precision if need_model else None, "n_boot": n_boot, "ci_level": ci_level,
+                 "seed": seed, "unique_rows_scored": rows.n_unique if rows is not None else 0,
+                 "rows": int(sum(len(s.counts) for s in samples))}, force=force)
+    return results
+
+
+def _write(out: Path, specs: list[InputSpec], samples: list[SampleInput], rows: CohortRows | None,
+           results: dict[str, list[DeconvResult]], *, state, config: Config, loglik, info: dict[str, Any],
+           force: bool) -> None:
+    single = len(specs) == 1
+    with atomic_dir(out, force=force) as tmp:
+        for k, spec in enumerate(specs):
+            folder = tmp if single else tmp / spec.sample_id
+            folder.mkdir(exist_ok=True)
+            res = results[spec.sample_id]
+            (folder / OUT.PROPORTIONS).write_text(proportions_tsv(res))
+            plot_proportions([r for r in res if r.tissues == res[0].tissues], folder / OUT.PROPORTIONS_PNG,
+                             sample=spec.sample_id)
+            if loglik is not None:
+                sample = samples[k]
+                write_posteriors(folder / OUT.POSTERIORS, sample.panel, list(state[CKPT.TISSUES]),
+                                 sample.window_idx, loglik[rows.inverse[k]], sample.counts)
+        (tmp / OUT.COHORT_PROPORTIONS).write_text(cohort_long_tsv(results))
+        (tmp / OUT.COHORT_MATRIX).write_text(cohort_matrix_tsv(results))
+        (tmp / OUT.MULTIQC).write_text(multiqc_tsv(results))
+        samples_info = [{"sample": s.sample_id, "input": s.source, "folder": "." if single else s.sample_id,
+                         "n_reads": results[s.sample_id][0].n_reads if results[s.sample_id] else 0,
+                         "warnings": [f"{r.method}: {w}" for r in results[s.sample_id] for w in r.warnings]}
+                        for s in specs]
+        run_info = {"version": __version__, **info, "samples": samples_info,
+                    "warnings": [f"{s['sample']}, {w}" for s in samples_info for w in s["warnings"]]}
+        if single:  # the one-sample layout of earlier versions
+            run_info.update(input=specs[0].source, n_reads=samples_info[0]["n_reads"])
+        (tmp / OUT.RUN_INFO).write_text(json.dumps(run_info, indent=2) + "\n")
+        if state is not None:
+            dump_config(config, tmp / OUT.CONFIG)
