@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,36 @@ def tabix_index(path: str | Path) -> Path | None:
     return None
 
 
+def bed_rows(lines, path: Path, what: str) -> Iterator[tuple[int, list[str], int, int]]:
+    """(line number, columns, start, end) of each interval line of an open BED.
+
+    Lines starting with ``#``, ``track`` or ``browser`` are skipped, and so is a first line whose
+    start column is not a number (a header such as ``chr start end ...``). Columns are
+    tab-separated (any whitespace when a line has fewer than three tab-separated columns).
+    ``what`` names a line in the errors ("a BED line", "a block line").
+    """
+    seen = False
+    for line_no, line in enumerate(lines, start=1):
+        if not line.strip() or line.startswith(("#", "track", "browser")):
+            continue
+        cols = line.rstrip("\n\r").split("\t")
+        if len(cols) < 3:
+            cols = line.split()
+        if len(cols) < 3:
+            raise InputFormatError(f"{what} needs chrom, start, end; got {len(cols)} column(s)", path=path,
+                                   line=line_no, hint="separate columns with tabs")
+        try:
+            start, end = int(cols[1]), int(cols[2])
+        except ValueError:
+            if not seen:
+                seen = True
+                continue  # header line
+            raise InputFormatError(f"start/end must be integers, got {cols[1]!r} {cols[2]!r}", path=path,
+                                   line=line_no) from None
+        seen = True
+        yield line_no, cols, start, end
+
+
 def read_regions(path: str | Path, reference: Reference) -> list[Region]:
     """Read a BED (chrom, start, end[, name, ...]); every region must lie inside its chromosome.
 
@@ -48,22 +79,7 @@ def read_regions(path: str | Path, reference: Reference) -> list[Region]:
     path = require_file(path, "region BED")
     regions: list[Region] = []
     with open_text(path) as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip() or line.startswith(("#", "track", "browser")):
-                continue
-            cols = line.rstrip("\n\r").split("\t")
-            if len(cols) < 3:
-                cols = line.split()
-            if len(cols) < 3:
-                raise InputFormatError(f"a BED line needs chrom, start, end; got {len(cols)} column(s)", path=path,
-                                       line=line_no, hint="separate columns with tabs")
-            try:
-                start, end = int(cols[1]), int(cols[2])
-            except ValueError:
-                if not regions and line_no == 1:
-                    continue  # header line
-                raise InputFormatError(f"start/end must be integers, got {cols[1]!r} {cols[2]!r}", path=path,
-                                       line=line_no) from None
+        for line_no, cols, start, end in bed_rows(fh, path, "a BED line"):
             chrom = cols[0]
             length = reference.require_chrom(chrom, path=path, line=line_no)
             if start < 0 or end <= start:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tissuebert.errors import InputFormatError, require_file
-from tissuebert.io.bed import open_text
+from tissuebert.io.bed import bed_rows, open_text
 
 
 @dataclass
@@ -54,20 +54,7 @@ def read_blocks(path: str | Path, cpg_index: str | Path | None = None) -> Blocks
     rows: list[tuple[int, int, int, int, int, int]] = []
     with_cpgs: bool | None = None
     with open_text(path) as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip() or line.startswith(("#", "track", "browser")):
-                continue
-            cols = line.rstrip("\n\r").split("\t")
-            if len(cols) < 3:
-                raise InputFormatError(f"a block line needs chrom, start, end; got {len(cols)} column(s)", path=path,
-                                       line=line_no, hint="separate columns with tabs")
-            try:
-                start, end = int(cols[1]), int(cols[2])
-            except ValueError:
-                if not rows:
-                    continue  # header
-                raise InputFormatError(f"start/end must be integers, got {cols[1]!r} {cols[2]!r}", path=path,
-                                       line=line_no) from None
+        for line_no, cols, start, end in bed_rows(fh, path, "a block line"):
             has = len(cols) >= 5 and cols[3].isdigit() and cols[4].isdigit()
             if with_cpgs is None:
                 with_cpgs = has
