@@ -130,7 +130,7 @@ def train_epoch(run: Run, logger: RunLogger, stop: StopRequest, faults: dict) ->
             if pos.global_step % cfg.log_every == 0 or pos.step == run.steps_per_epoch:
                 logger.step({"global_step": pos.global_step, "epoch": pos.epoch + 1, "loss": loss, "lr": lr,
                              "grad_norm": grad_norm, "skipped_steps": int(sums["skipped"])})
-            advance()
+            advance(loss if not bad else None)
             _fire_signal_fault(faults, pos.global_step, info.is_main)
             too_many = _too_many_skipped(pos, cfg)
             if too_many:
@@ -403,9 +403,64 @@ def _fire_signal_fault(faults: dict, global_step: int, is_main: bool) -> None:
 
 @contextlib.contextmanager
 def _progress(run: Run):
-    """A progress bar with ETA on a terminal (rank 0); nothing under SLURM or in tests."""
+    """A progress bar with ETA on a terminal (rank 0); without one (SLURM logs, nohup), a
+    :class:`_Heartbeat` line every HEARTBEAT_S seconds."""
     with make_progress() as progress:
         enabled = run.info.is_main and not progress.disable
         task = progress.add_task(f"epoch {run.position.epoch + 1}/{run.config.train.epochs}",
                                  total=run.steps_per_epoch, completed=run.position.step) if enabled else None
-        yield (lambda: progress.advance(task)) if enabled else (lambda: None)
+        if enabled:
+            yield lambda loss=None: progress.advance(task)
+        elif run.info.is_main:
+            yield _Heartbeat(run)
+        else:
+            yield lambda loss=None: None
+
+
+HEARTBEAT_S = 30.0  # without a terminal, a progress line at least this often
+RATE_PROBE_STEPS = 20  # ... and, once per process, the measured step rate and the run's length after this many steps
+
+
+class _Heartbeat:
+    """Progress as log lines: running loss beside the chance level (ln T, the loss of a uniform
+    guess), step rate and the run's ETA; after the first RATE_PROBE_STEPS steps of a process, one
+    line with the measured time per step and what it makes of the whole run (on a CPU the
+    ``paper`` preset's run is days: better to know in a minute)."""
+
+    probed = False  # once per process, not per epoch
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.start = self.last = time.time()
+        self.steps = 0
+        self.losses: list[float] = []
+        self.chance = math.log(len(run.store.tissues))
+
+    def __call__(self, loss: float | None = None) -> None:
+        self.steps += 1
+        if loss is not None:
+            self.losses.append(float(loss))
+        now = time.time()
+        pos, run = self.run.position, self.run
+        per_step = (now - self.start) / self.steps
+        left = run.total_steps - pos.global_step
+        if not _Heartbeat.probed and self.steps == RATE_PROBE_STEPS:
+            _Heartbeat.probed = True
+            log.info("measured %.2f s per optimiser step over %d steps: the remaining %d steps take ~%s at this rate",
+                     per_step, self.steps, left, _duration(per_step * left))
+        if now - self.last >= HEARTBEAT_S:
+            running = sum(self.losses) / len(self.losses) if self.losses else float("nan")
+            log.info("epoch %d/%d step %d/%d | loss %.4f (chance ln T = %.4f) | %.2f steps/s | run ETA %s",
+                     pos.epoch + 1, run.config.train.epochs, pos.step, run.steps_per_epoch, running, self.chance,
+                     1.0 / per_step, _duration(per_step * left))
+            self.last, self.losses = now, []
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
