@@ -3,9 +3,11 @@ that only appear when stderr is a terminal (so SLURM logs and tests get plain li
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from rich.console import Console
@@ -48,13 +50,50 @@ def make_progress() -> Progress:
                     disable=not progress_enabled())
 
 
-def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-    """Iterate with a progress bar on a terminal; plain iteration otherwise."""
+HEARTBEAT_S = 30.0  # without a terminal, a progress line at least this often
+
+
+class _Lines:
+    """Progress as log lines (no terminal: SLURM logs, nohup): done / total, rate and ETA at
+    least every HEARTBEAT_S seconds."""
+
+    def __init__(self, description: str, total: int | None, unit: str) -> None:
+        self.description, self.total, self.unit = description, total, unit
+        self.done = 0
+        self.start = self.last = time.time()
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        now = time.time()
+        if now - self.last < HEARTBEAT_S:
+            return
+        self.last = now
+        rate = self.done / max(now - self.start, 1e-9)
+        if self.total:
+            eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+            get_logger("progress").info("%s: %d / %d %s (%.0f%%), %.1f %s/s, ETA %.0f s", self.description, self.done,
+                                        self.total, self.unit, 100.0 * self.done / self.total, rate, self.unit, eta)
+        else:
+            get_logger("progress").info("%s: %d %s, %.1f %s/s", self.description, self.done, self.unit, rate, self.unit)
+
+
+@contextlib.contextmanager
+def counter(description: str, total: int | None = None, unit: str = "items") -> Iterator[Callable[[int], None]]:
+    """``advance(n)`` for long work: a rich bar on a terminal, a log line every HEARTBEAT_S
+    seconds otherwise."""
     if not progress_enabled():
-        yield from items
+        yield _Lines(description, total, unit).advance
         return
     with make_progress() as progress:
-        task = progress.add_task(description, total=total if total is not None else (len(items) if hasattr(items, "__len__") else None))
+        task = progress.add_task(description, total=total)
+        yield lambda n=1: progress.advance(task, n)
+
+
+def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+    """Iterate with a progress bar on a terminal, timed progress lines otherwise."""
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)
+    with counter(description, total) as advance:
         for item in items:
             yield item
-            progress.advance(task)
+            advance(1)

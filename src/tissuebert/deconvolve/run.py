@@ -21,7 +21,7 @@ from tissuebert.data.tokens import TokenTables
 from tissuebert.deconvolve.baselines import MarkerReference, marker_counts, nnls_proportions, uxm_proportions
 from tissuebert.deconvolve.em import em_proportions, interval_around, likelihoods_from_logits, scaled_likelihoods
 from tissuebert.evaluate.evaluate import class_prior, resolve_device, temperature_of
-from tissuebert.progress import make_progress
+from tissuebert.progress import counter
 from tissuebert.store.panel import Panel
 from tissuebert.train.checkpoint import checkpoint_config, check_compatible, model_from_checkpoint
 from tissuebert.train.infer import predict_logits
@@ -147,11 +147,10 @@ def score_reads(model_state: dict[str, Any], panel: Panel, window_idx: np.ndarra
     config: Config = checkpoint_config(model_state)
     dev = resolve_device(device)
     model = (model or model_from_checkpoint(model_state)).to(dev)
-    with make_progress() as progress:
-        task = progress.add_task("scoring reads", total=int(len(window_idx)))
+    with counter("scoring reads", int(len(window_idx)), "rows") as advance:
         logits = predict_logits(model, TokenTables(panel), np.asarray(window_idx, np.int64), calls,
                                 batch_size=batch_size or config.eval.batch_size, device=dev, precision=precision,
-                                progress=lambda n: progress.advance(task, n))
+                                progress=advance)
     temp = temperature_of(model_state) if temperature is None else temperature
     corrected = model_state.get(CKPT.CLASS_BIAS)
     scored = logits

@@ -22,7 +22,7 @@ from tissuebert.evaluate.calibration import (
 from tissuebert.evaluate.oracle import cohort_of_store, oracle_loglik_for_reads
 from tissuebert.evaluate.plots import plot_reliability
 from tissuebert.errors import StoreError
-from tissuebert.progress import get_logger
+from tissuebert.progress import counter, get_logger
 from tissuebert.store.store import Store
 from tissuebert.train.checkpoint import checkpoint_config, check_compatible, load_checkpoint, model_from_checkpoint
 from tissuebert.train.infer import predict_logits
@@ -78,8 +78,10 @@ def score_split(state: dict[str, Any], store: Store, split: str, *, name: str = 
     dev = resolve_device(device)
     model.to(dev)
     log.info("scoring %d reads of %d %s samples on %s", reads.n_reads, len(reads.samples), split, dev)
-    logits = predict_logits(model, TokenTables(store.panel), reads.window_idx, reads.calls,
-                            batch_size=batch_size or config.eval.batch_size, device=dev, precision=precision)
+    with counter(f"scoring {split} reads", reads.n_reads, "reads") as advance:
+        logits = predict_logits(model, TokenTables(store.panel), reads.window_idx, reads.calls,
+                                batch_size=batch_size or config.eval.batch_size, device=dev, precision=precision,
+                                progress=advance)
     return ScoredSplit(reads, logits)
 
 
