@@ -53,6 +53,17 @@ def make_progress() -> Progress:
 HEARTBEAT_S = 30.0  # without a terminal, a progress line at least this often
 
 
+def duration_text(seconds: float) -> str:
+    """A duration as people read it: seconds, minutes, hours or days."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 class _Lines:
     """Progress as log lines (no terminal: SLURM logs, nohup): done / total, rate and ETA at
     least every HEARTBEAT_S seconds."""
@@ -71,8 +82,9 @@ class _Lines:
         rate = self.done / max(now - self.start, 1e-9)
         if self.total:
             eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-            get_logger("progress").info("%s: %d / %d %s (%.0f%%), %.1f %s/s, ETA %.0f s", self.description, self.done,
-                                        self.total, self.unit, 100.0 * self.done / self.total, rate, self.unit, eta)
+            get_logger("progress").info("%s: %d / %d %s (%.0f%%), %.1f %s/s, ETA %s", self.description, self.done,
+                                        self.total, self.unit, 100.0 * self.done / self.total, rate, self.unit,
+                                        duration_text(eta))
         else:
             get_logger("progress").info("%s: %d %s, %.1f %s/s", self.description, self.done, self.unit, rate, self.unit)
 

@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from tissuebert import progress
 from tissuebert.cli.app import main
 from tissuebert.constants import RUN
 from tissuebert.train import loop
@@ -19,7 +20,7 @@ from trainhelpers import FAST, sets
 @pytest.mark.slow
 def test_log_lines_carry_the_running_loss_chance_and_the_measured_run_length(marker_store, tmp_path, monkeypatch,
                                                                              capsys):
-    monkeypatch.setattr(loop, "HEARTBEAT_S", 0.0)  # a line after every step
+    monkeypatch.setattr(progress, "HEARTBEAT_S", 0.0)  # a line after every step
     monkeypatch.setattr(loop, "RATE_PROBE_STEPS", 5)
     monkeypatch.setattr(loop._Heartbeat, "probed", False)
     run = tmp_path / "run"

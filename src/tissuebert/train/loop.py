@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from tissuebert.config import Config, config_to_dict
 from tissuebert.constants import CKPT, CKPT_BEST_ACC, CKPT_BEST_LOSS, CKPT_EPOCH_FMT, CKPT_LAST, CKPT_MID_EPOCH, RUN
 from tissuebert.errors import TissueBertError
-from tissuebert.progress import get_logger, make_progress
+from tissuebert import progress as progress_lines
+from tissuebert.progress import duration_text, get_logger, make_progress
 from tissuebert.train.batches import BatchStream
 from tissuebert.train.checkpoint import save_checkpoint
 from tissuebert.train.dist import all_reduce_sum, barrier, setup_distributed, teardown_distributed
@@ -404,7 +405,7 @@ def _fire_signal_fault(faults: dict, global_step: int, is_main: bool) -> None:
 @contextlib.contextmanager
 def _progress(run: Run):
     """A progress bar with ETA on a terminal (rank 0); without one (SLURM logs, nohup), a
-    :class:`_Heartbeat` line every HEARTBEAT_S seconds."""
+    :class:`_Heartbeat` line every ``progress.HEARTBEAT_S`` seconds."""
     with make_progress() as progress:
         enabled = run.info.is_main and not progress.disable
         task = progress.add_task(f"epoch {run.position.epoch + 1}/{run.config.train.epochs}",
@@ -417,8 +418,7 @@ def _progress(run: Run):
             yield lambda loss=None: None
 
 
-HEARTBEAT_S = 30.0  # without a terminal, a progress line at least this often
-RATE_PROBE_STEPS = 20  # ... and, once per process, the measured step rate and the run's length after this many steps
+RATE_PROBE_STEPS = 20  # once per process, the measured step rate and the run's length after this many steps
 
 
 class _Heartbeat:
@@ -447,20 +447,10 @@ class _Heartbeat:
         if not _Heartbeat.probed and self.steps == RATE_PROBE_STEPS:
             _Heartbeat.probed = True
             log.info("measured %.2f s per optimiser step over %d steps: the remaining %d steps take ~%s at this rate",
-                     per_step, self.steps, left, _duration(per_step * left))
-        if now - self.last >= HEARTBEAT_S:
+                     per_step, self.steps, left, duration_text(per_step * left))
+        if now - self.last >= progress_lines.HEARTBEAT_S:
             running = sum(self.losses) / len(self.losses) if self.losses else float("nan")
             log.info("epoch %d/%d step %d/%d | loss %.4f (chance ln T = %.4f) | %.2f steps/s | run ETA %s",
                      pos.epoch + 1, run.config.train.epochs, pos.step, run.steps_per_epoch, running, self.chance,
-                     1.0 / per_step, _duration(per_step * left))
+                     1.0 / per_step, duration_text(per_step * left))
             self.last, self.losses = now, []
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
