@@ -34,3 +34,16 @@ def pat_to_arrays(lines) -> tuple[np.ndarray, np.ndarray]:
         cpg_index[row, : len(pattern)] = np.arange(first, first + len(pattern))
         calls[row, : len(pattern)] = [code[c] for c in pattern]
     return cpg_index, calls
+
+
+def oracle_mixture(cohort: Path, truth_props: dict[str, float], *, depth: float, seed: int, out_path: Path):
+    """Simulate a mixture of ``cohort`` and score its reads with the exact likelihoods:
+    (truth, cpg_index, calls, loglik, EM proportions, true proportions in truth.tissues order)."""
+    from tissuebert.simulate import load_truth, oracle_loglik, oracle_proportions, simulate_mixture
+
+    truth = load_truth(cohort)
+    path = simulate_mixture(cohort, truth_props, depth=depth, seed=seed, out_path=out_path)
+    idx, calls = pat_to_arrays(read_pat(path))
+    loglik = oracle_loglik(truth, idx, calls)
+    expected = np.array([truth_props.get(t, 0.0) for t in truth.tissues])
+    return truth, idx, calls, loglik, oracle_proportions(loglik), expected

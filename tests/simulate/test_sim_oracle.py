@@ -9,10 +9,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from simtools import pat_to_arrays, read_pat
+from simtools import oracle_mixture, pat_to_arrays, read_pat
 from tissuebert.constants import WINDOW_BP
-from tissuebert.simulate import (load_truth, oracle_loglik, oracle_posterior, oracle_proportions,
-                                 simulate_mixture)
+from tissuebert.simulate import load_truth, oracle_loglik, oracle_posterior
 from tissuebert.simulate.reads import CALL_M, CALL_NONE, ReadSimulator
 
 
@@ -109,13 +108,9 @@ def test_oracle_classifies_reads_and_recovers_mixture_proportions(small_cohort, 
     the mean error <= 0.006 (the MLE of a zero proportion sits on the boundary), so 0.04 is
     ~5 SD; a likelihood off by the channel or the block structure biases the split of the
     sibling tissues (Blood-T/B, pancreas) by more than that."""
-    truth = load_truth(small_cohort)
-    truth_props = {"Blood-T": 0.6, "Pancreas-Beta": 0.3, "Neuron": 0.1}
-    path = simulate_mixture(small_cohort, truth_props, depth=200, seed=11, out_path=tmp_path / "mix.pat.gz")
-    idx, calls = pat_to_arrays(read_pat(path))
-    loglik = oracle_loglik(truth, idx, calls)
-    props = oracle_proportions(loglik)
-    expected = np.array([truth_props.get(t, 0.0) for t in truth.tissues])
+    truth, idx, calls, loglik, props, expected = oracle_mixture(
+        small_cohort, {"Blood-T": 0.6, "Pancreas-Beta": 0.3, "Neuron": 0.1}, depth=200, seed=11,
+        out_path=tmp_path / "mix.pat.gz")
     assert np.abs(props - expected).max() < 0.04, dict(zip(truth.tissues, props.round(3)))
     post = oracle_posterior(loglik)
     np.testing.assert_allclose(post.sum(axis=1), 1.0)

@@ -10,9 +10,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from simtools import pat_to_arrays, read_pat
+from simtools import oracle_mixture, pat_to_arrays, read_pat
 from tissuebert.errors import ConfigError
-from tissuebert.simulate import load_truth, oracle_loglik, oracle_proportions, simulate_mixture
+from tissuebert.simulate import load_truth, oracle_loglik
 from tissuebert.simulate.cohort import _build_truth
 from tissuebert.simulate.params import resolve
 from tissuebert.simulate.reads import CALL_M, CALL_NONE, ReadSimulator
@@ -265,13 +265,9 @@ def test_mixture_reads_carry_the_latent_structure(structured_cohort, tmp_path):
     within 0.05 each, and the reads are more likely under the latent model than under the same
     profiles with independent blocks (mean log-likelihood per read higher by > 0.02 nats; a
     mixture drawn without subtypes/alleles would favour the flat model)."""
-    truth = load_truth(structured_cohort)
-    truth_props = {"Blood-T": 0.5, "Liver-Hep": 0.3, "Neuron": 0.2}
-    path = simulate_mixture(structured_cohort, truth_props, depth=100, seed=4, out_path=tmp_path / "mix.pat.gz")
-    idx, calls = pat_to_arrays(read_pat(path))
-    loglik = oracle_loglik(truth, idx, calls)
-    props = oracle_proportions(loglik)
-    expected = np.array([truth_props.get(t, 0.0) for t in truth.tissues])
+    truth, idx, calls, loglik, props, expected = oracle_mixture(
+        structured_cohort, {"Blood-T": 0.5, "Liver-Hep": 0.3, "Neuron": 0.2}, depth=100, seed=4,
+        out_path=tmp_path / "mix.pat.gz")
     assert np.abs(props - expected).max() < 0.05, dict(zip(truth.tissues, props.round(3)))
 
     def mean_mix_loglik(ll):
