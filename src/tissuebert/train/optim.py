@@ -27,7 +27,8 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     for module in model.modules():
         if isinstance(module, (nn.Embedding, nn.LayerNorm)):
             no_decay.update(id(p) for p in module.parameters(recurse=False))
-    panel = {id(model.get_submodule(name).weight) for name in PANEL_TABLES if _has_submodule(model, name)}
+    modules = dict(model.named_modules())
+    panel = {id(modules[name].weight) for name in PANEL_TABLES if name in modules}
     decay, plain, tables = [], [], []
     for param in model.parameters():
         if not param.requires_grad:
@@ -40,14 +41,6 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     if tables:
         groups.append({"params": tables, "weight_decay": 0.0, "panel": True})
     return groups
-
-
-def _has_submodule(model: nn.Module, name: str) -> bool:
-    try:
-        model.get_submodule(name)
-        return True
-    except AttributeError:
-        return False
 
 
 def panel_max_lr(cfg: TrainConfig, n_windows: int, total_reads: int) -> float:
