@@ -82,6 +82,9 @@ def checkpoint_config(state: dict[str, Any], path: str | Path = "checkpoint") ->
     return config_from_dict(state[CKPT.CONFIG], source=str(path))
 
 
+_PANEL_ROWS = ("cpg_emb.weight", "cpg_logit.weight", "states.emission.weight", "counts.tally")
+
+
 def model_from_checkpoint(state: dict[str, Any], path: str | Path = "checkpoint") -> TissueBERT:
     """Rebuild the model from the checkpoint's config and load its weights (eval mode)."""
     config = checkpoint_config(state, path)
@@ -89,9 +92,13 @@ def model_from_checkpoint(state: dict[str, Any], path: str | Path = "checkpoint"
     # a panel-bound model carries its panel layout as buffers: rebuild it from them
     panel = None
     if "panel.cpg_first" in weights:
+        # every panel table has one row per (panel CpG, call) plus the padding row
+        table = next((weights[k] for k in _PANEL_ROWS if k in weights), None)
+        if table is None:
+            raise CheckpointError(f"the checkpoint's weights hold a panel layout but none of {', '.join(_PANEL_ROWS)}",
+                                  path=path, hint="it was not written by tissuebert train")
         panel = {"cpg_first": weights["panel.cpg_first"], "cpg_offsets": weights["panel.cpg_offsets"],
-                 "n_cpgs": (weights["cpg_emb.weight"] if "cpg_emb.weight" in weights
-                            else weights["cpg_logit.weight"]).shape[0] // 2}
+                 "n_cpgs": table.shape[0] // 2}
     try:
         model = build_model(config.model, len(state[CKPT.TISSUES]), panel)
     except ValueError as exc:

@@ -72,6 +72,18 @@ def all_reduce_sum(values: list[float], info: DistInfo) -> list[float]:
     return tensor.cpu().tolist()
 
 
+def all_gather_cat(tensors: list[torch.Tensor], info: DistInfo) -> list[torch.Tensor]:
+    """Each tensor concatenated (dim 0) over the ranks, in rank order; every rank's must have the same shape."""
+    if not info.enabled:
+        return list(tensors)
+    out = []
+    for tensor in tensors:
+        parts = [torch.empty_like(tensor) for _ in range(info.world_size)]
+        dist.all_gather(parts, tensor.contiguous())
+        out.append(torch.cat(parts))
+    return out
+
+
 def any_rank(flag: bool, info: DistInfo) -> bool:
     """True on every rank if it is true on any rank (all ranks must agree to stop together)."""
     return all_reduce_sum([1.0 if flag else 0.0], info)[0] > 0

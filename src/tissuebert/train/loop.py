@@ -28,7 +28,7 @@ from tissuebert import progress as progress_lines
 from tissuebert.progress import duration_text, get_logger, make_progress
 from tissuebert.train.batches import BatchStream
 from tissuebert.train.checkpoint import save_checkpoint
-from tissuebert.train.dist import all_reduce_sum, barrier, setup_distributed, teardown_distributed
+from tissuebert.train.dist import all_gather_cat, all_reduce_sum, barrier, setup_distributed, teardown_distributed
 from tissuebert.train.infer import autocast_context, predict_logits
 from tissuebert.train.logs import RunLogger, peak_cpu_mem_mb, peak_gpu_mem_mb
 from tissuebert.train.metrics import ConfusionAccumulator, metrics_from_confusion
@@ -209,6 +209,7 @@ def optimizer_step(run: Run, stream: "BatchStream", faults: dict) -> tuple[float
             with autocast_context(info.device, cfg.precision):
                 logits = run.model(dna, meth, window)  # (B, C)
             loss = run.loss_fn(logits.float(), labels)
+            _observe(run, meth, window, labels)
             if run.position.global_step in faults["nan_steps"]:
                 loss = loss * float("nan")
             if run.position.global_step in faults["spike_steps"]:
@@ -236,6 +237,15 @@ def optimizer_step(run: Run, stream: "BatchStream", faults: dict) -> tuple[float
         run.scaler.update()
     run.optimizer.zero_grad(set_to_none=True)
     return mean_loss, grad_norm, correct, seen, bad
+
+
+def _observe(run: Run, meth: torch.Tensor, window: torch.Tensor, labels: torch.Tensor) -> None:
+    """Count the micro-batch into the model's count route (model.cpg_counts), after its forward
+    pass; under DDP every rank counts every rank's reads, so the tallies stay identical."""
+    if getattr(run.raw_model, "counts", None) is None:
+        return
+    meth, window, labels = all_gather_cat([meth, window, labels.to(meth.device)], run.info)
+    run.raw_model.observe(meth, window, labels)
 
 
 # --------------------------------------------------------------------------------------------

@@ -105,6 +105,7 @@ def _one_step(model, optimizer, loss_fn, sampler: TrainSampler, step: int, confi
         with autocast_context(device, cfg.precision):
             logits = model(dna, meth, window)  # (B, C)
         loss = loss_fn(logits.float(), labels)
+        model.observe(meth, window, labels)  # the count route (if any) learns as in training
         (loss / cfg.accum_steps).backward()
         total += float(loss.detach())
     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

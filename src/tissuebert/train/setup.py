@@ -225,7 +225,10 @@ def setup_run(config: Config, store_root: str | Path, run_dir: str | Path, *, re
         run.init_from = load_init_weights(model, init_from, tissues=store.tissues, panel_hash=store.panel_hash)
     run.resume_count = _count_resume(run_dir, point, restarted, config, info)  # once every check has passed
     if info.enabled:
-        run.model = DistributedDataParallel(model, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
+        # broadcast_buffers off: the panel buffers never change, and the count route's tally is kept
+        # identical on every rank by counting every rank's reads (loop._observe), not copied from rank 0
+        run.model = DistributedDataParallel(model, device_ids=[info.local_rank] if info.device.type == "cuda" else None,
+                                            broadcast_buffers=False)
     if info.is_main:
         dump_config(config, run_dir / RUN.CONFIG)
         log.info("model: %.2f M parameters; %d tissues; %d training files, %d eligible reads; %d val reads",

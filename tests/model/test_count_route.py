@@ -1,0 +1,141 @@
+"""The count route (model.cpg_counts): a tally of the training reads' (panel CpG, call, tissue)
+counts whose smoothed frequencies give each tissue the read's naive-Bayes log-likelihood."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tissuebert.config import load_config
+from tissuebert.constants import CKPT, METH_NONE, N_TOKENS
+from tissuebert.model.tissuebert import build_model, panel_buffers
+
+# Three windows: window 0 has CpGs 0, 1 at tokens 3 and 100; window 1 has none; window 2 has
+# CpGs 2, 3, 4 at tokens 0, 7 and 147.
+TOKEN = {0: 3, 1: 100, 2: 0, 3: 7, 4: 147}
+WINDOW = {0: 0, 1: 0, 2: 2, 3: 2, 4: 2}
+
+
+class _Panel:
+    cpg_ptr = np.array([0, 2, 2, 5])
+
+    def padded_offsets(self) -> np.ndarray:
+        out = np.full((3, 3), N_TOKENS, dtype=np.int64)
+        out[0, :2] = [3, 100]
+        out[2, :3] = [0, 7, 147]
+        return out
+
+
+def _reads(calls_per_read: list[dict[int, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """[{panel CpG: call}] (all CpGs of one window) -> dna, meth (B, L) and window (B,) tensors."""
+    meth = torch.full((len(calls_per_read), N_TOKENS), METH_NONE)
+    window = torch.zeros(len(calls_per_read), dtype=torch.int64)
+    for i, calls in enumerate(calls_per_read):
+        for cpg, call in calls.items():
+            meth[i, TOKEN[cpg]] = call
+            window[i] = WINDOW[cpg]
+    dna = torch.randint(2, 66, meth.shape)
+    return dna, meth, window
+
+
+def _naive_bayes(training: list[tuple[dict[int, int], int]], read: dict[int, int], n_tissues: int, a: float) -> np.ndarray:
+    """Plain Python: sum over the read's calls of log (n[g,c,t] + a q[g,c]) / (n[g,t] + a), where
+    q[g,c] = (n[g,c] + 1) / (n[g] + 2) over all tissues."""
+    n = np.zeros((5, 2, n_tissues))
+    for calls, tissue in training:
+        for cpg, call in calls.items():
+            n[cpg, call, tissue] += 1
+    out = np.zeros(n_tissues)
+    for cpg, call in read.items():
+        q = (n[cpg, call].sum() + 1) / (n[cpg].sum() + 2)
+        out += np.log((n[cpg, call] + a * q) / (n[cpg].sum(0) + a))
+    return out
+
+
+TRAINING = [({0: 1, 1: 1}, 0), ({0: 1, 1: 0}, 0), ({0: 0, 1: 0}, 1), ({2: 1, 3: 1, 4: 0}, 2),
+            ({2: 0, 4: 0}, 1), ({3: 1}, 2), ({0: 0}, 1), ({2: 1, 3: 0, 4: 1}, 0)]
+
+
+def _model(prior: float = 8.0):
+    cfg = load_config("tiny", overrides=["model.cpg_counts=true", f"model.count_prior={prior}",
+                                         "model.cpg_logits=false", "model.cpg_embedding_dim=0"]).model
+    torch.manual_seed(0)
+    return build_model(cfg, 3, panel_buffers(_Panel()))
+
+
+@pytest.mark.parametrize("prior", [1.0, 8.0])
+def test_count_route_adds_the_smoothed_naive_bayes_likelihood_of_the_observed_reads(prior):
+    model = _model(prior)
+    for calls, tissue in TRAINING:
+        _, meth, window = _reads([calls])
+        model.observe(meth, window, torch.tensor([tissue]))
+    reads = [{0: 1, 1: 0}, {2: 1, 3: 1, 4: 1}, {4: 0}, {1: 1}]
+    dna, meth, window = _reads(reads)
+    model.eval()
+    with torch.no_grad():
+        with_counts = model(dna, meth, window)
+        model.counts.log_scale.fill_(-float("inf"))
+        without = model(dna, meth, window)
+        model.counts.log_scale.fill_(float(np.log(0.5)))
+        half = model(dna, meth, window)
+    for i, read in enumerate(reads):
+        expected = _naive_bayes(TRAINING, read, 3, prior)
+        np.testing.assert_allclose((with_counts - without)[i].numpy(), expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose((half - without)[i].numpy(), 0.5 * expected, rtol=1e-5, atol=1e-5)
+    # a read without calls gets no evidence; the route's only trained parameter is the scale
+    _, meth, window = _reads([{}])
+    assert float(model.counts.log_likelihood(model.panel(window, meth)).abs().sum()) == 0.0
+    assert [name for name, _ in model.counts.named_parameters()] == ["log_scale"]
+
+
+def test_observe_counts_each_call_once_under_its_label_and_the_tally_rides_in_the_checkpoint():
+    from tissuebert.train.checkpoint import model_from_checkpoint
+
+    model = _model()
+    _, meth, window = _reads([calls for calls, _ in TRAINING])
+    model.observe(meth, window, torch.tensor([t for _, t in TRAINING]))
+    tally = model.counts.tally.numpy()
+    expected = np.zeros_like(tally)
+    for calls, tissue in TRAINING:
+        for cpg, call in calls.items():
+            expected[2 * cpg + call, tissue] += 1
+    np.testing.assert_array_equal(tally, expected)
+    assert tally[-1].sum() == 0  # tokens without a call are never counted
+
+    config = load_config("tiny", overrides=["model.cpg_counts=true", "model.cpg_logits=false", "model.cpg_embedding_dim=0"])
+    state = {CKPT.MODEL: model.state_dict(), CKPT.TISSUES: ["a", "b", "c"], CKPT.CONFIG: config.model_dump(mode="json")}
+    again = model_from_checkpoint(state).eval()
+    np.testing.assert_array_equal(again.counts.tally.numpy(), expected)
+    dna, meth, window = _reads([{0: 1, 1: 1}, {2: 0, 3: 1}])
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again(dna, meth, window), model(dna, meth, window))
+
+
+def test_count_features_hand_each_called_token_its_centred_counted_evidence():
+    """model.count_features: the token sum entering the encoder gains count_proj(log p(call | CpG, t)
+    - its mean over t) at each called token, and nothing at tokens without a call."""
+    cfg = load_config("tiny", overrides=["model.cpg_counts=true", "model.count_features=true", "model.cpg_logits=false",
+                                         "model.cpg_embedding_dim=0"]).model
+    torch.manual_seed(0)
+    model = build_model(cfg, 3, panel_buffers(_Panel())).eval()
+    for calls, tissue in TRAINING:
+        _, meth, window = _reads([calls])
+        model.observe(meth, window, torch.tensor([tissue]))
+    assert float(model.count_proj.weight.detach().abs().sum()) == 0.0  # starts as a no-op
+    seen = []
+    model.emb_drop.register_forward_hook(lambda module, args, out: seen.append(args[0].clone()))
+    read = {2: 1, 3: 1, 4: 0}
+    dna, meth, window = _reads([read])
+    with torch.no_grad():
+        model(dna, meth, window)
+        model.count_proj.weight.normal_()
+        model(dna, meth, window)
+    added = (seen[1] - seen[0])[0]  # (L, hidden)
+    for cpg, call in read.items():
+        log_p = _naive_bayes(TRAINING, {cpg: call}, 3, 8.0)
+        expected = model.count_proj.weight.detach().numpy() @ (log_p - log_p.mean())
+        np.testing.assert_allclose(added[TOKEN[cpg]].numpy(), expected, rtol=1e-4, atol=1e-5)
+    others = [i for i in range(N_TOKENS) if i not in {TOKEN[c] for c in read}]
+    assert float(added[others].abs().max()) == 0.0
