@@ -139,3 +139,33 @@ def test_count_features_hand_each_called_token_its_centred_counted_evidence():
         np.testing.assert_allclose(added[TOKEN[cpg]].numpy(), expected, rtol=1e-4, atol=1e-5)
     others = [i for i in range(N_TOKENS) if i not in {TOKEN[c] for c in read}]
     assert float(added[others].abs().max()) == 0.0
+
+
+def test_count_weights_let_the_encoder_weigh_each_calls_evidence():
+    """model.count_weights: the route adds scale x sum_j w_j log p_j with w_j = 2 sigmoid(z_j), z_j a
+    projection of token j's final state: 1 at the start, and any constant z scales the evidence."""
+    cfg = load_config("tiny", overrides=["model.cpg_counts=true", "model.count_weights=true", "model.cpg_logits=false",
+                                         "model.cpg_embedding_dim=0"]).model
+    torch.manual_seed(0)
+    model = build_model(cfg, 3, panel_buffers(_Panel())).eval()
+    for calls, tissue in TRAINING:
+        _, meth, window = _reads([calls])
+        model.observe(meth, window, torch.tensor([tissue]))
+    reads = [{0: 1, 1: 0}, {2: 1, 3: 1, 4: 1}]
+    dna, meth, window = _reads(reads)
+    finals = []
+    model.norm.register_forward_hook(lambda module, args, out: finals.append(out.clone()))
+    with torch.no_grad():
+        start = model(dna, meth, window)
+        model.counts.log_scale.fill_(-float("inf"))
+        without = model(dna, meth, window)
+        model.counts.log_scale.fill_(0.0)
+        model.count_weight.weight.normal_()
+        model.count_weight.bias.fill_(0.3)
+        weighted = model(dna, meth, window)
+    for i, read in enumerate(reads):
+        np.testing.assert_allclose((start - without)[i].numpy(), _naive_bayes(TRAINING, read, 3, 8.0), rtol=1e-5, atol=1e-5)
+        z = finals[2][i] @ model.count_weight.weight[0] + 0.3  # (L,) the tokens' logits of weight
+        expected = sum(2 * torch.sigmoid(z[TOKEN[cpg]]).item() * _naive_bayes(TRAINING, {cpg: call}, 3, 8.0)
+                       for cpg, call in read.items())
+        np.testing.assert_allclose((weighted - without)[i].numpy(), expected, rtol=1e-4, atol=1e-5)

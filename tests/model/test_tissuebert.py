@@ -129,10 +129,17 @@ def test_paper_preset_size():
     per_layer = 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + 2 * d + (d * f + f) + (f * d + d)
     encoder = (DNA_VOCAB + METH_VOCAB + N_TOKENS) * d + cfg.n_layers * per_layer + 2 * d + (d * h + h) + (h * n_tissues + n_tissues)
     assert encoder / 1e6 == pytest.approx(19.3, abs=0.1)  # the design's "~19.3 M"
-    # panel-bound parts: a (2 C + 1)-row table of each width, the projection of the narrow one to d
-    e = cfg.cpg_embedding_dim
-    panel_part = (2 * n_cpgs + 1) * (e + n_tissues) + e * d
-    assert count_parameters(model) == encoder + panel_part
+    # the count route: its tally is a buffer, (2 C + 1) x T counts; its parameters the scale and the
+    # encoder's per-token evidence weight (Linear d -> 1)
+    assert cfg.cpg_counts and cfg.count_weights and not cfg.cpg_logits and cfg.cpg_embedding_dim == 0
+    route = 1 + d + 1
+    assert count_parameters(model) == encoder + route
+    assert tuple(model.counts.tally.shape) == (2 * n_cpgs + 1, n_tissues)
+    # with the optional per-CpG tables: a (2 C + 1)-row table of each width, the projection of the narrow one to d
+    e = 32
+    tables = build_model(load_config("paper", overrides=[f"model.cpg_embedding_dim={e}", "model.cpg_logits=true"]).model,
+                         n_tissues, panel)
+    assert count_parameters(tables) == encoder + route + (2 * n_cpgs + 1) * (e + n_tissues) + e * d
     with pytest.raises(ValueError, match="need the panel"):
         build_model(cfg, n_tissues)
 

@@ -53,8 +53,11 @@ def test_tiny_run_warms_up_over_at_least_two_steps():
     assert lrs[-1] == pytest.approx(cfg.max_lr / cfg.div_factor / cfg.final_div_factor, rel=0.01)
 
 
+TABLES = ["model.cpg_embedding_dim=64", "model.cpg_logits=true"]  # the optional per-CpG tables
+
+
 def test_no_decay_on_biases_norms_embeddings():
-    cfg = load_config("tiny")
+    cfg = load_config("tiny", overrides=TABLES)
     panel = {"cpg_first": torch.zeros(2, dtype=torch.int64), "cpg_offsets": torch.zeros((2, 3), dtype=torch.int64),
              "n_cpgs": 5}
     model = build_model(cfg.model, 3, panel)
@@ -69,6 +72,7 @@ def test_no_decay_on_biases_norms_embeddings():
     assert {"dna_emb.weight", "meth_emb.weight", "pos_emb.weight", "norm.weight", "layers.0.qkv.bias"} <= undecayed
     assert panel == {"cpg_emb.weight", "cpg_logit.weight"}
     assert "layers.0.fc1.weight" in decayed and "head.0.weight" in decayed
+    assert "counts.log_scale" in undecayed  # the count route's scale: a plain parameter, no decay
 
 
 def test_panel_tables_get_their_own_peak_lr():
@@ -81,7 +85,7 @@ def test_panel_tables_get_their_own_peak_lr():
     assert panel_max_lr(load_config("tiny", overrides=["train.panel_lr=0.05"]).train, 104, 96_000) == 0.05
     panel = {"cpg_first": torch.zeros(2, dtype=torch.int64), "cpg_offsets": torch.zeros((2, 3), dtype=torch.int64),
              "n_cpgs": 5}
-    model = build_model(load_config("tiny").model, 3, panel)
+    model = build_model(load_config("tiny", overrides=TABLES).model, 3, panel)
     opt = build_optimizer(model, cfg, panel_lr=0.03)
     sched = build_scheduler(opt, cfg, 100)
     peaks = [0.0, 0.0, 0.0]

@@ -199,7 +199,7 @@ class TissueBERT(nn.Module):
                  attention: str = "auto", pooling: str = "cpg", cpg_embedding_dim: int = 0,
                  cpg_logits: bool = False, joint_tokens: bool = False, fragment_states: int = 0,
                  cpg_counts: bool = False, count_prior: float = 8.0, count_features: bool = False,
-                 panel: dict | None = None) -> None:
+                 count_weights: bool = False, panel: dict | None = None) -> None:
         super().__init__()
         if n_tissues < 2:
             raise ValueError(f"n_tissues must be >= 2, got {n_tissues}")
@@ -241,13 +241,22 @@ class TissueBERT(nn.Module):
                        if fragment_states else None)
         self.counts = (CpGCounts(n_features=self.panel.n_features, n_tissues=n_tissues, prior=count_prior)
                        if cpg_counts else None)
-        if count_features and not cpg_counts:
-            raise ValueError("count_features needs the count route (cpg_counts)")
+        if (count_features or count_weights) and not cpg_counts:
+            raise ValueError("count_features / count_weights need the count route (cpg_counts)")
         # count_features: each called token also gets its counted evidence, log p(call | CpG, t)
         # centred over the tissues, through a zero-initialised Linear T -> hidden
         self.count_proj = nn.Linear(n_tissues, hidden, bias=False) if count_features else None
         if self.count_proj is not None:
             nn.init.zeros_(self.count_proj.weight)
+        # count_weights: the encoder weighs each called token's counted evidence, w = 2 sigmoid(z)
+        # in (0, 2), z zero-initialised (w = 1: plain naive Bayes at the start). Naive Bayes counts
+        # every call as independent evidence; the CpGs of one fragment in one block share a state,
+        # so concordant calls should count less than their number: which calls go together, in
+        # context, is what the encoder can see and a table cannot.
+        self.count_weight = nn.Linear(hidden, 1) if count_weights else None
+        if self.count_weight is not None:
+            nn.init.zeros_(self.count_weight.weight)
+            nn.init.zeros_(self.count_weight.bias)
 
     def _panel_embedding(self, width: int, *, zero: bool) -> nn.Embedding:
         emb = nn.Embedding(self.panel.n_features, width, padding_idx=self.panel.n_features - 1)
@@ -301,6 +310,8 @@ class TissueBERT(nn.Module):
         if self.states is not None:
             logits = logits + self.states(x, features, window, meth).to(logits.dtype)
         if self.counts is not None:
+            if self.count_weight is not None:
+                token_log_p = token_log_p * (2.0 * torch.sigmoid(self.count_weight(x).float()))  # (B, L, T) x (B, L, 1)
             logits = logits + self.counts(token_log_p=token_log_p).to(logits.dtype)
         return logits
 
@@ -458,7 +469,7 @@ def build_model(model_cfg, n_tissues: int, panel=None) -> TissueBERT:
                       cpg_embedding_dim=model_cfg.cpg_embedding_dim, cpg_logits=model_cfg.cpg_logits,
                       joint_tokens=model_cfg.joint_tokens, fragment_states=model_cfg.fragment_states,
                       cpg_counts=model_cfg.cpg_counts, count_prior=model_cfg.count_prior,
-                      count_features=model_cfg.count_features, panel=panel if panel_bound else None)
+                      count_features=model_cfg.count_features, count_weights=model_cfg.count_weights, panel=panel if panel_bound else None)
 
 
 def count_parameters(model: nn.Module) -> int:
