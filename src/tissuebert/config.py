@@ -50,6 +50,7 @@ class ModelConfig(_Section):
     count_prior: float = Field(8.0, gt=0.0, description="Prior strength of the count route, in reads: how far a (CpG, tissue) frequency is shrunk towards the CpG's rate over all tissues.")
     count_features: bool = Field(False, description="Also give each called CpG token the count route's evidence (log p(call | CpG, tissue), centred over the tissues) through a learned projection, so the encoder can learn how a read's CpGs go together (needs model.cpg_counts).")
     count_weights: bool = Field(False, description="Let the encoder weigh each called token's counted evidence (2 sigmoid of a zero-initialised projection of the token's final state: 1 = plain naive Bayes), so that calls that go together on one fragment can count less than their number (needs model.cpg_counts).")
+    head_logits: bool = Field(True, description="Add the pooled head's own logits; false leaves the encoder acting only through the count route's per-call weights (needs model.count_weights; an ablation, docs/training.md).")
     attention: Literal["auto", "sdpa", "math"] = Field("auto", description="Attention kernel: scaled_dot_product_attention ('sdpa'), explicit matmul-softmax-matmul ('math'), or 'auto' (SDPA on GPU and for CPU inference; math for CPU training, where it is faster with attention dropout).")
 
     @model_validator(mode="after")

@@ -169,3 +169,20 @@ def test_count_weights_let_the_encoder_weigh_each_calls_evidence():
         expected = sum(2 * torch.sigmoid(z[TOKEN[cpg]]).item() * _naive_bayes(TRAINING, {cpg: call}, 3, 8.0)
                        for cpg, call in read.items())
         np.testing.assert_allclose((weighted - without)[i].numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_without_head_logits_the_logits_are_the_weighted_count_route_alone():
+    cfg = load_config("tiny", overrides=["model.head_logits=false"]).model
+    torch.manual_seed(0)
+    model = build_model(cfg, 3, panel_buffers(_Panel())).eval()
+    for calls, tissue in TRAINING:
+        _, meth, window = _reads([calls])
+        model.observe(meth, window, torch.tensor([tissue]))
+    dna, meth, window = _reads([{0: 1, 1: 0}, {2: 1, 3: 1, 4: 1}, {}])
+    with torch.no_grad():
+        logits = model(dna, meth, window)
+    for i, read in enumerate([{0: 1, 1: 0}, {2: 1, 3: 1, 4: 1}, {}]):
+        np.testing.assert_allclose(logits[i].numpy(), _naive_bayes(TRAINING, read, 3, 8.0), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="count_weights"):
+        build_model(load_config("tiny", overrides=["model.head_logits=false", "model.count_weights=false"]).model, 3,
+                    panel_buffers(_Panel()))

@@ -199,7 +199,7 @@ class TissueBERT(nn.Module):
                  attention: str = "auto", pooling: str = "cpg", cpg_embedding_dim: int = 0,
                  cpg_logits: bool = False, joint_tokens: bool = False, fragment_states: int = 0,
                  cpg_counts: bool = False, count_prior: float = 8.0, count_features: bool = False,
-                 count_weights: bool = False, panel: dict | None = None) -> None:
+                 count_weights: bool = False, head_logits: bool = True, panel: dict | None = None) -> None:
         super().__init__()
         if n_tissues < 2:
             raise ValueError(f"n_tissues must be >= 2, got {n_tissues}")
@@ -243,6 +243,12 @@ class TissueBERT(nn.Module):
                        if cpg_counts else None)
         if (count_features or count_weights) and not cpg_counts:
             raise ValueError("count_features / count_weights need the count route (cpg_counts)")
+        if not head_logits and not count_weights:
+            raise ValueError("head_logits = false leaves the encoder no way to the logits but the count weights "
+                             "(count_weights)")
+        # head_logits = false: the pooled head is kept (same weights, same checkpoints) but its
+        # logits are not added; the encoder acts only through the count route's weights
+        self.head_logits = head_logits
         # count_features: each called token also gets its counted evidence, log p(call | CpG, t)
         # centred over the tissues, through a zero-initialised Linear T -> hidden
         self.count_proj = nn.Linear(n_tissues, hidden, bias=False) if count_features else None
@@ -305,6 +311,8 @@ class TissueBERT(nn.Module):
             x = layer(x, attn_mask)
         x = self.norm(x)
         logits = self.head(self._pool(x, keep, meth))
+        if not self.head_logits:
+            logits = torch.zeros_like(logits)
         if self.cpg_logit is not None:
             logits = logits + self.cpg_logit(features).sum(1).to(logits.dtype)  # (B, T)
         if self.states is not None:
@@ -469,7 +477,8 @@ def build_model(model_cfg, n_tissues: int, panel=None) -> TissueBERT:
                       cpg_embedding_dim=model_cfg.cpg_embedding_dim, cpg_logits=model_cfg.cpg_logits,
                       joint_tokens=model_cfg.joint_tokens, fragment_states=model_cfg.fragment_states,
                       cpg_counts=model_cfg.cpg_counts, count_prior=model_cfg.count_prior,
-                      count_features=model_cfg.count_features, count_weights=model_cfg.count_weights, panel=panel if panel_bound else None)
+                      count_features=model_cfg.count_features, count_weights=model_cfg.count_weights,
+                      head_logits=model_cfg.head_logits, panel=panel if panel_bound else None)
 
 
 def count_parameters(model: nn.Module) -> int:
