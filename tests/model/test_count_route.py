@@ -57,19 +57,23 @@ TRAINING = [({0: 1, 1: 1}, 0), ({0: 1, 1: 0}, 0), ({0: 0, 1: 0}, 1), ({2: 1, 3: 
             ({2: 0, 4: 0}, 1), ({3: 1}, 2), ({0: 0}, 1), ({2: 1, 3: 0, 4: 1}, 0)]
 
 
-def _model(prior: float = 8.0):
+def _model(*overrides: str, prior: float = 8.0, observed: bool = False):
+    """The tiny preset's model on the three-window panel, count route on (per-CpG tables off), and
+    with ``observed`` the TRAINING reads counted into its tally one by one."""
     cfg = load_config("tiny", overrides=["model.cpg_counts=true", f"model.count_prior={prior}",
-                                         "model.cpg_logits=false", "model.cpg_embedding_dim=0"]).model
+                                         "model.cpg_logits=false", "model.cpg_embedding_dim=0", *overrides]).model
     torch.manual_seed(0)
-    return build_model(cfg, 3, panel_buffers(_Panel()))
+    model = build_model(cfg, 3, panel_buffers(_Panel()))
+    if observed:
+        for calls, tissue in TRAINING:
+            _, meth, window = _reads([calls])
+            model.observe(meth, window, torch.tensor([tissue]))
+    return model
 
 
 @pytest.mark.parametrize("prior", [1.0, 8.0])
 def test_count_route_adds_the_smoothed_naive_bayes_likelihood_of_the_observed_reads(prior):
-    model = _model(prior)
-    for calls, tissue in TRAINING:
-        _, meth, window = _reads([calls])
-        model.observe(meth, window, torch.tensor([tissue]))
+    model = _model(prior=prior, observed=True)
     reads = [{0: 1, 1: 0}, {2: 1, 3: 1, 4: 1}, {4: 0}, {1: 1}]
     dna, meth, window = _reads(reads)
     model.eval()
@@ -116,13 +120,7 @@ def test_observe_counts_each_call_once_under_its_label_and_the_tally_rides_in_th
 def test_count_features_hand_each_called_token_its_centred_counted_evidence():
     """model.count_features: the token sum entering the encoder gains count_proj(log p(call | CpG, t)
     - its mean over t) at each called token, and nothing at tokens without a call."""
-    cfg = load_config("tiny", overrides=["model.cpg_counts=true", "model.count_features=true", "model.cpg_logits=false",
-                                         "model.cpg_embedding_dim=0"]).model
-    torch.manual_seed(0)
-    model = build_model(cfg, 3, panel_buffers(_Panel())).eval()
-    for calls, tissue in TRAINING:
-        _, meth, window = _reads([calls])
-        model.observe(meth, window, torch.tensor([tissue]))
+    model = _model("model.count_features=true", observed=True).eval()
     assert float(model.count_proj.weight.detach().abs().sum()) == 0.0  # starts as a no-op
     seen = []
     model.emb_drop.register_forward_hook(lambda module, args, out: seen.append(args[0].clone()))
@@ -144,13 +142,7 @@ def test_count_features_hand_each_called_token_its_centred_counted_evidence():
 def test_count_weights_let_the_encoder_weigh_each_calls_evidence():
     """model.count_weights: the route adds scale x sum_j w_j log p_j with w_j = 2 sigmoid(z_j), z_j a
     projection of token j's final state: 1 at the start, and any constant z scales the evidence."""
-    cfg = load_config("tiny", overrides=["model.cpg_counts=true", "model.count_weights=true", "model.cpg_logits=false",
-                                         "model.cpg_embedding_dim=0"]).model
-    torch.manual_seed(0)
-    model = build_model(cfg, 3, panel_buffers(_Panel())).eval()
-    for calls, tissue in TRAINING:
-        _, meth, window = _reads([calls])
-        model.observe(meth, window, torch.tensor([tissue]))
+    model = _model(observed=True).eval()
     reads = [{0: 1, 1: 0}, {2: 1, 3: 1, 4: 1}]
     dna, meth, window = _reads(reads)
     finals = []
@@ -172,12 +164,7 @@ def test_count_weights_let_the_encoder_weigh_each_calls_evidence():
 
 
 def test_without_head_logits_the_logits_are_the_weighted_count_route_alone():
-    cfg = load_config("tiny", overrides=["model.head_logits=false"]).model
-    torch.manual_seed(0)
-    model = build_model(cfg, 3, panel_buffers(_Panel())).eval()
-    for calls, tissue in TRAINING:
-        _, meth, window = _reads([calls])
-        model.observe(meth, window, torch.tensor([tissue]))
+    model = _model("model.head_logits=false", observed=True).eval()
     dna, meth, window = _reads([{0: 1, 1: 0}, {2: 1, 3: 1, 4: 1}, {}])
     with torch.no_grad():
         logits = model(dna, meth, window)

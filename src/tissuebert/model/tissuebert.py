@@ -310,9 +310,10 @@ class TissueBERT(nn.Module):
         for layer in self.layers:
             x = layer(x, attn_mask)
         x = self.norm(x)
-        logits = self.head(self._pool(x, keep, meth))
-        if not self.head_logits:
-            logits = torch.zeros_like(logits)
+        if self.head_logits:
+            logits = self.head(self._pool(x, keep, meth))
+        else:  # the head is kept in the state dict but not run
+            logits = x.new_zeros(x.shape[0], self.n_tissues)
         if self.cpg_logit is not None:
             logits = logits + self.cpg_logit(features).sum(1).to(logits.dtype)  # (B, T)
         if self.states is not None:
@@ -320,7 +321,7 @@ class TissueBERT(nn.Module):
         if self.counts is not None:
             if self.count_weight is not None:
                 token_log_p = token_log_p * (2.0 * torch.sigmoid(self.count_weight(x).float()))  # (B, L, T) x (B, L, 1)
-            logits = logits + self.counts(token_log_p=token_log_p).to(logits.dtype)
+            logits = logits + self.counts(token_log_p).to(logits.dtype)
         return logits
 
     @torch.no_grad()
@@ -430,10 +431,6 @@ class CpGCounts(nn.Module):
         # the learned logit table, whose over-confidence it then cancels by voting against the counts)
         self.log_scale = nn.Parameter(torch.zeros(()))
 
-    @property
-    def scale(self) -> torch.Tensor:
-        return self.log_scale.exp()
-
     @torch.no_grad()
     def token_log_p(self, features: torch.Tensor) -> torch.Tensor:
         """(B, L) feature ids -> (B, L, T) log p(call | CpG, tissue) of each called token, 0 elsewhere."""
@@ -450,10 +447,9 @@ class CpGCounts(nn.Module):
         """(B, L) feature ids -> (B, T) sum of log p(call | CpG, tissue) over the called tokens (no scale)."""
         return self.token_log_p(features).sum(1)
 
-    def forward(self, features: torch.Tensor | None = None, token_log_p: torch.Tensor | None = None) -> torch.Tensor:
-        """The route's logits, scale x log-likelihood, from the feature ids or from :meth:`token_log_p`'s output."""
-        per_token = self.token_log_p(features) if token_log_p is None else token_log_p
-        return self.log_scale.exp() * per_token.sum(1)
+    def forward(self, token_log_p: torch.Tensor) -> torch.Tensor:
+        """(B, L, T) per-token evidence (:meth:`token_log_p`, possibly weighted) -> (B, T) scale x its sum."""
+        return self.log_scale.exp() * token_log_p.sum(1)
 
     @torch.no_grad()
     def observe(self, features: torch.Tensor, labels: torch.Tensor) -> None:
