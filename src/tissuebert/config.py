@@ -51,6 +51,7 @@ class ModelConfig(_Section):
     count_features: bool = Field(False, description="Also give each called CpG token the count route's evidence (log p(call | CpG, tissue), centred over the tissues) through a learned projection, so the encoder can learn how a read's CpGs go together (needs model.cpg_counts).")
     count_weights: bool = Field(False, description="Let the encoder weigh each called token's counted evidence (2 sigmoid of a zero-initialised projection of the token's final state: 1 = plain naive Bayes), so that calls that go together on one fragment can count less than their number (needs model.cpg_counts).")
     head_logits: bool = Field(True, description="Add the pooled head's own logits; false leaves the encoder acting only through the count route's per-call weights (needs model.count_weights; an ablation, docs/training.md).")
+    call_head: bool = Field(False, description="Add a Linear from each token's final state to its methylation call (U / M), for the masked-call objective (train.mask_weight, train.pretrain_steps): hide a share of a read's calls and predict them from the rest of the read.")
     attention: Literal["auto", "sdpa", "math"] = Field("auto", description="Attention kernel: scaled_dot_product_attention ('sdpa'), explicit matmul-softmax-matmul ('math'), or 'auto' (SDPA on GPU and for CPU inference; math for CPU training, where it is faster with attention dropout).")
 
     @model_validator(mode="after")
@@ -78,6 +79,9 @@ class TrainConfig(_Section):
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
     eps: float = Field(1e-8, gt=0, description="AdamW epsilon.")
     label_smoothing: float = Field(0.1, ge=0, lt=1, description="Label smoothing of the cross-entropy loss.")
+    mask_prob: float = Field(0.15, gt=0, lt=1, description="Masked-call objective: share of a training read's calls hidden (set to 'no call') and predicted by model.call_head.")
+    mask_weight: float = Field(0.0, ge=0, description="Weight of the masked-call loss beside the classification loss after train.pretrain_steps (0 = the classifier sees whole reads; > 0 needs model.call_head).")
+    pretrain_steps: int = Field(0, ge=0, description="The first N optimizer steps train the masked-call loss only (masked-methylation pre-training on the training reads; > 0 needs model.call_head).")
     grad_clip: float = Field(1.0, gt=0, description="Clip the global gradient norm to this value.")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Compute precision: fp32, bf16 autocast, or fp16 autocast with a GradScaler.")
     seed: int = Field(42, description="Seed of every random stream (sampler, dropout, init).")
@@ -110,6 +114,13 @@ class Config(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig, description="Model shape.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training loop.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation and deconvolution.")
+
+    @model_validator(mode="after")
+    def _masking_needs_head(self) -> "Config":
+        if (self.train.mask_weight > 0 or self.train.pretrain_steps > 0) and not self.model.call_head:
+            raise ValueError("train.mask_weight > 0 or train.pretrain_steps > 0 needs model.call_head = true "
+                             "(the masked calls are predicted by it)")
+        return self
 
 
 def _read_yaml(text: str, source: str) -> dict[str, Any]:
@@ -181,6 +192,8 @@ def _validate(data: dict[str, Any], source: str) -> Config:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"]) or "config"
         msg = err["msg"].removeprefix("Value error, ")
+        if not err["loc"]:  # a check across sections: the message names its keys
+            raise ConfigError(msg, path=source) from None
         raise ConfigError(f"{key}: {msg} (got {err.get('input')!r})", path=source) from None
 
 

@@ -199,7 +199,8 @@ class TissueBERT(nn.Module):
                  attention: str = "auto", pooling: str = "cpg", cpg_embedding_dim: int = 0,
                  cpg_logits: bool = False, joint_tokens: bool = False, fragment_states: int = 0,
                  cpg_counts: bool = False, count_prior: float = 8.0, count_features: bool = False,
-                 count_weights: bool = False, head_logits: bool = True, panel: dict | None = None) -> None:
+                 count_weights: bool = False, head_logits: bool = True, call_head: bool = False,
+                 panel: dict | None = None) -> None:
         super().__init__()
         if n_tissues < 2:
             raise ValueError(f"n_tissues must be >= 2, got {n_tissues}")
@@ -225,10 +226,13 @@ class TissueBERT(nn.Module):
         self.layers = nn.ModuleList(EncoderLayer(hidden=hidden, n_heads=n_heads, ffn=ffn, dropout=dropout,
                                                  attention=attention) for _ in range(n_layers))
         self.norm = nn.LayerNorm(hidden)
-        if pooling == "attention":
+        # head_logits = false: no pooled head at all (the encoder acts only through the count
+        # route's per-call weights); a head whose output were dropped would leave parameters
+        # without gradients, which DDP refuses
+        if pooling == "attention" and head_logits:
             self.pool_query = nn.Linear(hidden, 1)
-        self.head = nn.Sequential(nn.Linear(hidden, head_hidden), nn.GELU(), Dropout(dropout),
-                                  nn.Linear(head_hidden, n_tissues))
+        self.head = (nn.Sequential(nn.Linear(hidden, head_hidden), nn.GELU(), Dropout(dropout),
+                                   nn.Linear(head_hidden, n_tissues)) if head_logits else None)
         self.panel = PanelFeatures(**panel) if panel is not None else None
         # the per-CpG token vectors start like the other token embeddings, N(0, 1) (see the note on
         # initialisation below); the direct logit route starts at zero, so it adds nothing at first
@@ -246,9 +250,6 @@ class TissueBERT(nn.Module):
         if not head_logits and not count_weights:
             raise ValueError("head_logits = false leaves the encoder no way to the logits but the count weights "
                              "(count_weights)")
-        # head_logits = false: the pooled head is kept (same weights, same checkpoints) but its
-        # logits are not added; the encoder acts only through the count route's weights
-        self.head_logits = head_logits
         # count_features: each called token also gets its counted evidence, log p(call | CpG, t)
         # centred over the tissues, through a zero-initialised Linear T -> hidden
         self.count_proj = nn.Linear(n_tissues, hidden, bias=False) if count_features else None
@@ -263,6 +264,9 @@ class TissueBERT(nn.Module):
         if self.count_weight is not None:
             nn.init.zeros_(self.count_weight.weight)
             nn.init.zeros_(self.count_weight.bias)
+        # call_head: each token's final state -> its methylation call (U / M), for the masked-call
+        # objective (train.mask_weight / train.pretrain_steps); not used by the classification
+        self.call_head = nn.Linear(hidden, 2) if call_head else None
 
     def _panel_embedding(self, width: int, *, zero: bool) -> nn.Embedding:
         emb = nn.Embedding(self.panel.n_features, width, padding_idx=self.panel.n_features - 1)
@@ -280,9 +284,13 @@ class TissueBERT(nn.Module):
     # neither alone says anything), and with 0.02-scale weights that interaction starts so small
     # that training sits at chance for thousands of steps (docs/training.md).
 
-    def forward(self, dna: torch.Tensor, meth: torch.Tensor, window: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, dna: torch.Tensor, meth: torch.Tensor, window: torch.Tensor | None = None, *,
+                with_calls: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """dna, meth: (B, L) integer tokens; window: (B,) panel window index (needed by the
-        panel-bound parts) -> (B, n_tissues) logits."""
+        panel-bound parts) -> (B, n_tissues) logits; with ``with_calls`` (needs the call head)
+        also (B, L, 2) call logits of every token, for the masked-call objective."""
+        if with_calls and self.call_head is None:
+            raise ValueError("with_calls needs the call head (model.call_head)")
         if dna.shape != meth.shape or dna.dim() != 2:
             raise ValueError(f"dna and meth must both be (B, L); got {tuple(dna.shape)} and {tuple(meth.shape)}")
         length = dna.shape[1]
@@ -310,9 +318,9 @@ class TissueBERT(nn.Module):
         for layer in self.layers:
             x = layer(x, attn_mask)
         x = self.norm(x)
-        if self.head_logits:
+        if self.head is not None:
             logits = self.head(self._pool(x, keep, meth))
-        else:  # the head is kept in the state dict but not run
+        else:
             logits = x.new_zeros(x.shape[0], self.n_tissues)
         if self.cpg_logit is not None:
             logits = logits + self.cpg_logit(features).sum(1).to(logits.dtype)  # (B, T)
@@ -322,6 +330,8 @@ class TissueBERT(nn.Module):
             if self.count_weight is not None:
                 token_log_p = token_log_p * (2.0 * torch.sigmoid(self.count_weight(x).float()))  # (B, L, T) x (B, L, 1)
             logits = logits + self.counts(token_log_p).to(logits.dtype)
+        if with_calls:
+            return logits, self.call_head(x)
         return logits
 
     @torch.no_grad()
@@ -474,7 +484,8 @@ def build_model(model_cfg, n_tissues: int, panel=None) -> TissueBERT:
                       joint_tokens=model_cfg.joint_tokens, fragment_states=model_cfg.fragment_states,
                       cpg_counts=model_cfg.cpg_counts, count_prior=model_cfg.count_prior,
                       count_features=model_cfg.count_features, count_weights=model_cfg.count_weights,
-                      head_logits=model_cfg.head_logits, panel=panel if panel_bound else None)
+                      head_logits=model_cfg.head_logits, call_head=model_cfg.call_head,
+                      panel=panel if panel_bound else None)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from tissuebert.config import Config, config_to_dict
-from tissuebert.constants import CKPT, CKPT_BEST_ACC, CKPT_BEST_LOSS, CKPT_EPOCH_FMT, CKPT_LAST, CKPT_MID_EPOCH, RUN
+from tissuebert.constants import (CKPT, CKPT_BEST_ACC, CKPT_BEST_LOSS, CKPT_EPOCH_FMT, CKPT_LAST, CKPT_MID_EPOCH,
+                                  METH_M, METH_NONE, RUN)
 from tissuebert.errors import TissueBertError
 from tissuebert import progress as progress_lines
 from tissuebert.progress import duration_text, get_logger, make_progress
@@ -206,9 +207,7 @@ def optimizer_step(run: Run, stream: "BatchStream", faults: dict) -> tuple[float
         # gradients are all-reduced once per optimiser step, on the last micro-batch only
         sync = contextlib.nullcontext() if (last or not info.enabled) else run.model.no_sync()
         with sync:
-            with autocast_context(info.device, cfg.precision):
-                logits = run.model(dna, meth, window)  # (B, C)
-            loss = run.loss_fn(logits.float(), labels)
+            loss, logits = _forward_loss(run, dna, meth, window, labels)
             _observe(run, meth, window, labels)
             if run.position.global_step in faults["nan_steps"]:
                 loss = loss * float("nan")
@@ -237,6 +236,48 @@ def optimizer_step(run: Run, stream: "BatchStream", faults: dict) -> tuple[float
         run.scaler.update()
     run.optimizer.zero_grad(set_to_none=True)
     return mean_loss, grad_norm, correct, seen, bad
+
+
+def _forward_loss(run: Run, dna: torch.Tensor, meth: torch.Tensor, window: torch.Tensor,
+                  labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The micro-batch's loss and class logits (B, C).
+
+    With a call head (model.call_head) the masked-call objective applies: during the first
+    train.pretrain_steps steps the loss is the masked-call loss alone (masked-methylation
+    pre-training), afterwards the classification loss plus train.mask_weight times it. The
+    classifier then sees the masked reads; with mask_weight 0 it sees whole reads, and the call
+    head's output still enters the loss times 0 (under DDP every parameter must take part).
+    """
+    cfg = run.config.train
+    if getattr(run.raw_model, "call_head", None) is None:
+        with autocast_context(run.info.device, cfg.precision):
+            logits = run.model(dna, meth, window)  # (B, C)
+        return run.loss_fn(logits.float(), labels), logits
+    pretraining = run.position.global_step < cfg.pretrain_steps
+    weight = 1.0 if pretraining else cfg.mask_weight
+    target = None
+    if weight > 0:
+        meth, target = mask_calls(meth, cfg.mask_prob)
+    with autocast_context(run.info.device, cfg.precision):
+        logits, call_logits = run.model(dna, meth, window, with_calls=True)  # (B, C), (B, L, 2)
+    class_loss = run.loss_fn(logits.float(), labels)
+    hidden = target >= 0 if target is not None else None
+    if hidden is None or not bool(hidden.any()):
+        call_loss = call_logits.float().sum() * 0.0
+    else:
+        call_loss = F.cross_entropy(call_logits[hidden].float(), target[hidden])
+    if pretraining:
+        return call_loss + class_loss * 0.0, logits
+    return class_loss + weight * call_loss, logits
+
+
+def mask_calls(meth: torch.Tensor, prob: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hide each methylation call with probability ``prob`` (drawn from torch's global generator,
+    seeded per step, so a resume replays the same masks): (masked tokens, target) with target the
+    hidden call (METH_U / METH_M) and -1 at every other token."""
+    hide = (meth <= METH_M) & (torch.rand(meth.shape, device=meth.device) < prob)
+    target = torch.where(hide, meth, torch.full_like(meth, -1))
+    return torch.where(hide, torch.full_like(meth, METH_NONE), meth), target
 
 
 def _observe(run: Run, meth: torch.Tensor, window: torch.Tensor, labels: torch.Tensor) -> None:
