@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -20,6 +22,7 @@ from tissuebert.train.checkpoint import checkpoint_config, load_checkpoint, mode
 from tissuebert.train.infer import predict_logits
 from tissuebert.train.loop import ENV_FAULT_SIGNAL
 from tissuebert.train.metrics import classification_metrics
+from tissuebert.train.runlock import RunLock
 
 from trainhelpers import FAST, sets
 
@@ -99,3 +102,49 @@ def test_completed_ddp_runs_exit_zero(marker_store, tmp_path):
         proc = torchrun(marker_store, tmp_path / f"run{i}")
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "terminate called" not in proc.stderr
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _workers(run, launcher: int) -> list[int]:
+    """The pids of the processes training into ``run`` other than torchrun itself."""
+    out = subprocess.run(["pgrep", "-f", "--", f"-m tissuebert train .*--out {run} "], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split() if int(p) != launcher]
+
+
+def test_workers_stop_when_torchrun_is_killed(marker_store, tmp_path):
+    """torchrun starts its workers in their own sessions: killing torchrun's process group with
+    SIGKILL used to leave them training on, unseen. They now notice their parent is gone, stop
+    together at the next step with a mid-epoch checkpoint, and free the run folder's lock."""
+    run = tmp_path / "orphans"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "tissuebert", "train", "--store", str(marker_store), "--out", str(run),
+           *sets(*FAST, "train.epochs=1", "train.steps_per_epoch=100000", "train.log_every=5")]
+    launcher = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        steps = run / RUN.LOGS / RUN.STEPS_CSV
+        deadline = time.time() + 240
+        while time.time() < deadline and not (steps.exists() and steps.stat().st_size > 200):
+            time.sleep(0.5)
+        assert steps.exists(), "training never started"
+        workers = _workers(run, launcher.pid)
+        assert len(workers) == 2
+        os.killpg(launcher.pid, signal.SIGKILL)  # torchrun's group: the agent alone
+        launcher.wait()
+        deadline = time.time() + 120
+        while time.time() < deadline and any(_alive(p) for p in workers):
+            time.sleep(0.5)
+        assert not any(_alive(p) for p in workers), "workers still running after torchrun died"
+    finally:
+        for pid in _workers(run, -1):
+            os.kill(pid, signal.SIGKILL)
+    state = load_checkpoint(run / RUN.CHECKPOINTS / "mid_epoch.pt")
+    assert 0 < state[CKPT.GLOBAL_STEP] < 100000
+    with RunLock(run):  # the folder is free for a resume
+        pass

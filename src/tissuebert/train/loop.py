@@ -35,7 +35,7 @@ from tissuebert.train.logs import RunLogger, peak_cpu_mem_mb, peak_gpu_mem_mb
 from tissuebert.train.metrics import ConfusionAccumulator, metrics_from_confusion
 from tissuebert.train.runlock import RunLock
 from tissuebert.train.setup import Run, setup_run
-from tissuebert.train.signals import StopRequest, requeue_slurm_job, slurm_job_id
+from tissuebert.train.signals import LAUNCHER_GONE, StopRequest, requeue_slurm_job, slurm_job_id
 from tissuebert.train.state import Position, capture_rng, step_seed
 
 log = get_logger("train")
@@ -98,7 +98,7 @@ def fit(run: Run) -> dict:
     faults = _faults()
     run_start = time.time() - pos.epoch_sums.get("run_seconds", 0.0)
     try:
-        with StopRequest(run.run_dir / RUN.STOP) as stop:
+        with StopRequest(run.run_dir / RUN.STOP, watch_launcher=True) as stop:
             while pos.epoch < cfg.epochs:
                 reason = train_epoch(run, logger, stop, faults)
                 if reason is not None:
@@ -412,7 +412,9 @@ def _stop(run: Run, reason: str) -> dict:
     job = slurm_job_id()
     if run.info.is_main:
         (run.run_dir / RUN.STOP).unlink(missing_ok=True)
-        if job:
+        if reason.startswith(LAUNCHER_GONE):  # torchrun was killed (scancel, kill): not a time limit
+            log.warning("torchrun is gone: this worker stopped with a checkpoint and the job is not requeued")
+        elif job:
             result["requeued"] = requeue_slurm_job(job)
         log.info("stopped (%s) at epoch %d, step %d; continue with --resume auto", reason,
                  run.position.epoch + 1, run.position.step)

@@ -22,13 +22,25 @@ log = get_logger("train.signals")
 STOP_SIGNALS = tuple(s for s in (getattr(signal, "SIGUSR1", None), signal.SIGTERM) if s is not None)
 
 
-class StopRequest:
-    """Installs handlers for STOP_SIGNALS while active; ``requested`` names what asked to stop."""
+LAUNCHER_GONE = "launcher gone"
 
-    def __init__(self, stop_file: Path | None = None) -> None:
+
+class StopRequest:
+    """Installs handlers for STOP_SIGNALS while active; ``requested`` names what asked to stop.
+
+    ``watch_launcher``: under torchrun (TORCHELASTIC_RUN_ID set), a worker whose parent, the
+    torchrun agent, has died stops too. torchrun starts each worker in its own session, so
+    killing torchrun's process group (or SIGKILL to torchrun) leaves the workers running on,
+    writing into the run folder while the operator believes the job is gone. Their parent then
+    changes (to init or a subreaper); the next step boundary sees it, and the workers stop
+    together with a mid-epoch checkpoint, as on SIGTERM, but without a SLURM requeue.
+    """
+
+    def __init__(self, stop_file: Path | None = None, *, watch_launcher: bool = False) -> None:
         self.stop_file = stop_file
         self.signal_name: str | None = None
         self._previous: dict[int, object] = {}
+        self.launcher = os.getppid() if watch_launcher and os.environ.get("TORCHELASTIC_RUN_ID") else None
 
     def __enter__(self) -> "StopRequest":
         for sig in STOP_SIGNALS:
@@ -50,6 +62,8 @@ class StopRequest:
     def requested(self) -> str | None:
         if self.signal_name is None and self.stop_file is not None and self.stop_file.exists():
             self.signal_name = f"stop file {self.stop_file}"
+        if self.signal_name is None and self.launcher is not None and os.getppid() != self.launcher:
+            self.signal_name = f"{LAUNCHER_GONE}: torchrun (pid {self.launcher}) exited"
         return self.signal_name
 
 
