@@ -148,3 +148,29 @@ def test_evaluate_logreg_block_matches_an_independent_fit(tiny, tmp_path, capsys
                  str(tmp_path / "e2"), "--no-logreg"]) == 0
     assert "logreg" not in json.loads((tmp_path / "e2" / OUT.METRICS).read_text())
     assert _read_tsv(tmp_path / "e2" / OUT.PER_TISSUE)[0] == ["tissue", "precision", "recall", "f1", "support"]
+
+
+def test_evaluate_decides_with_the_bias_corrected_calibration(tiny, tmp_path):
+    """A checkpoint with calibrate's per-tissue bias: every decision is argmax(z / T' + b).
+
+    The bias here is large enough to move many reads; the expected predictions are recomputed
+    from the model's own forward pass plus the bias, not through evaluate's code."""
+    state = load_checkpoint(tiny.checkpoint)
+    reads = build_eval_reads(tiny.store, "test", max_reads_per_sample=None, seed=0)
+    model = model_from_checkpoint(state)
+    dna, meth = TokenTables(tiny.store.panel).batch(reads.window_idx, reads.calls)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(dna).long(), torch.from_numpy(meth).long(),
+                       torch.from_numpy(reads.window_idx.astype(np.int64))).numpy().astype(np.float64)
+    temp, bias = 2.0, np.array([1.5, -0.5, -1.0])
+    state[CKPT.CLASS_BIAS] = {"temperature": temp, "bias": bias.tolist()}
+    biased = tmp_path / "biased.pt"
+    save_checkpoint(biased, state)
+    metrics = evaluate_split(biased, tiny.store, "test", tmp_path / "eval", precision="fp32", logreg=False)
+    preds = (logits / temp + bias).argmax(axis=1)
+    assert np.mean(preds != logits.argmax(axis=1)) > 0.05  # the bias changes decisions
+    assert metrics["accuracy"] == pytest.approx(np.mean(preds == reads.labels), abs=1e-12)
+    for t, name in enumerate(tinystore.TISSUES):
+        assert metrics["per_tissue"][name]["recall"] == pytest.approx(np.mean(preds[reads.labels == t] == t), abs=1e-12)
+    assert metrics["temperature"] == temp
+    assert metrics["class_bias"] == dict(zip(tinystore.TISSUES, bias.tolist()))

@@ -20,7 +20,7 @@ from tissuebert.constants import CKPT
 from tissuebert.data.tokens import TokenTables
 from tissuebert.deconvolve.baselines import MarkerReference, marker_counts, nnls_proportions, uxm_proportions
 from tissuebert.deconvolve.em import em_proportions, interval_around, likelihoods_from_logits, scaled_likelihoods
-from tissuebert.evaluate.evaluate import class_prior, resolve_device, temperature_of
+from tissuebert.evaluate.evaluate import calibrated, class_prior, resolve_device
 from tissuebert.progress import counter
 from tissuebert.store.panel import Panel
 from tissuebert.train.checkpoint import checkpoint_config, check_compatible, model_from_checkpoint
@@ -151,13 +151,10 @@ def score_reads(model_state: dict[str, Any], panel: Panel, window_idx: np.ndarra
         logits = predict_logits(model, TokenTables(panel), np.asarray(window_idx, np.int64), calls,
                                 batch_size=batch_size or config.eval.batch_size, device=dev, precision=precision,
                                 progress=advance)
-    temp = temperature_of(model_state) if temperature is None else temperature
-    corrected = model_state.get(CKPT.CLASS_BIAS)
-    scored = logits
-    if corrected and temperature is None:
-        # bias-corrected calibration (tissuebert calibrate): logits / T' + b, the per-tissue lean removed
-        temp = float(corrected["temperature"])
-        scored = logits + temp * np.asarray(corrected["bias"], dtype=np.float32)[None, :]
+    if temperature is None:  # the checkpoint's calibration, bias-corrected when calibrate wrote one
+        scored, temp, _ = calibrated(model_state, logits)
+    else:
+        scored, temp = logits, temperature
     # float32 halves the largest array; EM rescales each row in float64 before using it
     return logits, likelihoods_from_logits(scored, class_prior(model_state), temp).astype(np.float32)
 

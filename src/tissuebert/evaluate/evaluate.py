@@ -58,6 +58,20 @@ def temperature_of(state: dict[str, Any]) -> float:
     return float(state.get(CKPT.TEMPERATURE) or 1.0)
 
 
+def calibrated(state: dict[str, Any], logits: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """(logits', T, bias): the checkpoint's calibration applied so that softmax(logits' / T) is the
+    calibrated posterior. With the bias-corrected calibration of ``tissuebert calibrate``
+    (CKPT.CLASS_BIAS: T' and a per-tissue bias b fitted on held-out reads) logits' = logits + T' b,
+    which removes the model's per-tissue lean from every decision (argmax, per-sample sums, EM);
+    otherwise the plain temperature (1 for an uncalibrated checkpoint) and no bias."""
+    corrected = state.get(CKPT.CLASS_BIAS)
+    if not corrected:
+        return logits, temperature_of(state), None
+    temp = float(corrected["temperature"])
+    bias = np.asarray(corrected["bias"], dtype=np.float64)
+    return (logits + temp * bias[None, :]).astype(logits.dtype), temp, bias
+
+
 @dataclass
 class ScoredSplit:
     reads: EvalReads
@@ -170,9 +184,10 @@ def evaluate_split(checkpoint: str | Path | dict[str, Any], store: str | Path | 
     store = store if isinstance(store, Store) else Store.open(store)
     tissues = list(state[CKPT.TISSUES])
     config = checkpoint_config(state, name)
-    temperature = temperature_of(state)
     scored = score_split(state, store, split, name=name, max_reads_per_sample=max_reads_per_sample, seed=seed,
                          batch_size=batch_size, device=device, precision=precision)
+    logits, temperature, bias = calibrated(state, scored.logits)
+    scored = ScoredSplit(scored.reads, logits)
     res = split_metrics(scored, tissues, temperature=temperature, ece_bins=config.eval.ece_bins)
     cls = res["classification"]
     samples = per_sample_calls(scored, tissues, class_prior(state), temperature)
@@ -181,6 +196,7 @@ def evaluate_split(checkpoint: str | Path | dict[str, Any], store: str | Path | 
     metrics = {
         "checkpoint": name, "store": str(store.root), "split": split, "n_reads": int(scored.reads.n_reads),
         "n_samples": len(samples), "temperature": temperature,
+        "class_bias": None if bias is None else {t: float(b) for t, b in zip(tissues, bias)},
         "accuracy": cls["accuracy"], "balanced_accuracy": cls["balanced_accuracy"], "macro_f1": cls["macro_f1"],
         "ece": res["ece"], "nll": res["nll"],
         "sample_accuracy": float(np.mean([s["correct"] for s in samples])) if samples else float("nan"),
