@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
 import json
 import os
@@ -44,6 +45,23 @@ def test_a_second_writer_is_refused(marker_store, tmp_path, capsys):
     assert len(err) == 1 and "another process is writing this run (pid 4321 on node7" in err[0]
     assert [p.name for p in run.iterdir()] == [RUN.LOCK]  # nothing read, nothing written
     assert main(train_args(marker_store, run) + ["--resume", "auto"]) == 0  # released: the same command runs
+
+
+@pytest.mark.parametrize("code", [errno.ENOLCK, errno.ENOSYS])
+def test_a_file_system_without_locks_warns_and_trains(code, tmp_path, monkeypatch, caplog):
+    """Lustre without -o flock (ENOSYS), an NFS mount without a lock manager (ENOLCK): the lock
+    cannot be taken; that is not "another process is writing", and the run goes on with a warning."""
+    from tissuebert.train import runlock
+
+    def no_locks(fd, op):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(runlock.fcntl, "flock", no_locks)
+    caplog.set_level("WARNING", logger="tissuebert")
+    with runlock.RunLock(tmp_path / "run") as lock:
+        assert lock._fd is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "does not support locks" in warnings[0] and os.strerror(code) in warnings[0]
 
 
 def test_resume_auto_restarts_a_run_that_died_before_its_first_checkpoint(marker_store, source_run, tmp_path):

@@ -5,10 +5,17 @@ the same command started twice) would interleave checkpoints and log rows. The l
 before anything in the folder is read or written and is released by the kernel when the
 holder dies, so a crash never leaves a stale lock behind. The file itself is never removed
 (removing a lock file while another process waits on it would let two holders in).
+
+Shared file systems: Linux NFS clients (v3 with the lock manager, v4) implement ``flock`` as a
+whole-file POSIX lock held on the server, so it excludes writers on other nodes too. Lustre
+does only when mounted with ``-o flock``; without it, and on any file system without locks,
+``flock`` fails with ENOSYS / ENOLCK / EOPNOTSUPP / EINVAL: the run then goes on without the lock
+and says so in one warning (refusing to train there would leave those clusters no way to run).
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
@@ -17,6 +24,9 @@ from pathlib import Path
 
 from tissuebert.constants import RUN
 from tissuebert.errors import TissueBertError
+from tissuebert.progress import get_logger
+
+log = get_logger("train.lock")
 
 
 class RunLockedError(TissueBertError):
@@ -35,7 +45,13 @@ class RunLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                os.close(fd)
+                log.warning("%s: this file system does not support locks (%s): a second job writing this run "
+                            "would not be refused; make sure only one runs (on Lustre, mount with -o flock)",
+                            self.path, os.strerror(exc.errno) if exc.errno else exc)
+                return self
             holder = self.path.read_text().strip() or "unknown process"
             os.close(fd)
             raise RunLockedError(f"another process is writing this run ({holder})", path=self.path.parent,
