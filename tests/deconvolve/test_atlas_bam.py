@@ -161,3 +161,36 @@ def test_bwameth_bam_on_the_atlas_route_equals_a_direct_count(shared_data, tmp_p
     from_pat = _cli_uxm(tmp_path, "lung_pat", tmp_path / "atlas.tsv", None, "pat", tmp_path / "lung.pat")
     from_bam = _cli_uxm(tmp_path, "lung_bam", tmp_path / "atlas.tsv", tmp_path / "CpG.bed", "bwameth", lung)
     assert from_bam == pytest.approx(from_pat, abs=1e-9)
+
+
+def test_an_index_or_bam_of_another_build_is_refused(shared_data, tmp_path, capsys):
+    bam = shared_data / "wgbs_tools" / "tutorial" / "bams" / "Lung_STL002.small.bam"
+    cpgs = _nr1i2_cpgs([bam])
+    markers = [cpgs[k:k + 5] for k in range(0, 50, 5)]
+    u = {"A": np.full(len(markers), 0.2), "B": np.full(len(markers), 0.8)}
+
+    def run(index_cpgs, atlas_cpgs, first):
+        index = _write_index(tmp_path / "CpG.bed", {"chr3": index_cpgs}, first=first)
+        _write_atlas(tmp_path / "atlas.tsv", "chr3", atlas_cpgs, index, u)
+        code = main(["deconvolve", "--method", "uxm", "--atlas", str(tmp_path / "atlas.tsv"), "--cpg-index",
+                     str(tmp_path / "CpG.bed"), "--format", "bwameth", "--out", str(tmp_path / "out"), str(bam)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and not (tmp_path / "out").exists()
+        return err[0]
+
+    # the atlas numbers the CpGs one higher than the index: its markers' first CpGs are elsewhere
+    _write_index(tmp_path / "CpG.bed", {"chr3": cpgs}, first=FIRST_CPG)
+    index = {("chr3", p): FIRST_CPG + 1 + k for k, p in enumerate(cpgs)}
+    _write_atlas(tmp_path / "atlas.tsv", "chr3", markers, index, u)
+    assert main(["deconvolve", "--method", "uxm", "--atlas", str(tmp_path / "atlas.tsv"), "--cpg-index",
+                 str(tmp_path / "CpG.bed"), "--format", "bwameth", "--out", str(tmp_path / "out"), str(bam)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "CpG.bed" in err[0] and "atlas.tsv" in err[0]
+    # index and atlas agree, but both 7 bp off the BAM's genome: the reads show no CpG there
+    shifted = [p + 7 for p in cpgs]
+    line = run(shifted, [[p + 7 for p in m] for m in markers], FIRST_CPG)
+    assert "Lung_STL002.small.bam" in line and "another genome build" in line
+    # no --cpg-index: the atlas cannot be placed on a BAM
+    assert main(["deconvolve", "--method", "uxm", "--atlas", str(tmp_path / "atlas.tsv"), "--format", "bwameth",
+                 "--out", str(tmp_path / "out"), str(bam)]) == 2
+    assert "--cpg-index" in capsys.readouterr().err
