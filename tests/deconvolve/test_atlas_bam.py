@@ -194,3 +194,15 @@ def test_an_index_or_bam_of_another_build_is_refused(shared_data, tmp_path, caps
     assert main(["deconvolve", "--method", "uxm", "--atlas", str(tmp_path / "atlas.tsv"), "--format", "bwameth",
                  "--out", str(tmp_path / "out"), str(bam)]) == 2
     assert "--cpg-index" in capsys.readouterr().err
+
+
+def test_a_bwameth_cohort_without_a_fasta_is_refused_not_rebuilt_from_md(shared_data, tmp_path, capsys):
+    """docs/input_formats.md: the MD rebuild cannot stand in for --reference (it would make another panel)."""
+    bam = shared_data / "wgbs_tools" / "tutorial" / "bams" / "Lung_STL002.small.bam"
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text(f"sample_id\ttissue\tsplit\tpath\tformat\nlung\tlung\ttrain\t{bam}\tbwameth\n")
+    (tmp_path / "regions.bed").write_text("chr3\t119527900\t119528300\n")
+    assert main(["prepare", "--samples", str(sheet), "--regions", str(tmp_path / "regions.bed"),
+                 "--out", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--reference" in err[0] and not (tmp_path / "store").exists()
