@@ -103,7 +103,7 @@ def deconvolve(
     store: Annotated[Optional[Path], typer.Option("--store", help="Store: its panel replaces --reference; its training split is the uxm/nnls reference and logreg's training data; with --sample, the reads.")] = None,
     sample: Annotated[Optional[list[str]], typer.Option("--sample", help="Use this store sample's reads (repeatable).")] = None,
     method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="em (default), mean-posterior, argmax, logreg (needs --store), uxm, nnls; repeat or comma-separate.")] = None,
-    atlas: Annotated[Optional[Path], typer.Option("--atlas", help="uxm: a published UXM atlas TSV (CpG-index markers) to score a .pat input against.")] = None,
+    atlas: Annotated[Optional[Path], typer.Option("--atlas", help="uxm: a published UXM atlas TSV (CpG-index markers) to score a .pat input against, or a BAM input with --cpg-index (the atlas genome's CpG.bed.gz).")] = None,
     bootstrap: Annotated[Optional[int], typer.Option("--bootstrap", help="Bootstrap resamples for the intervals (default: the checkpoint's eval.bootstrap; 0 = none).")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", help="Override the checkpoint's calibrated temperature.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,

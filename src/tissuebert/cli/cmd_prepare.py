@@ -57,7 +57,9 @@ def prepare(
         root = assemble_store(out, samples, tissue_map=tissue_map)
     else:
         if reference is None or regions is None:
-            raise TissueBertError("prepare needs --reference and --regions (or --assemble)")
+            raise TissueBertError("prepare needs --reference and --regions (or --assemble)",
+                                  hint="every format needs the FASTA: a bwa-meth BAM's MD tags cannot replace it "
+                                       "(docs/input_formats.md)")
         if window != WINDOW_BP:
             raise TissueBertError(f"--window {window}: the model's windows are {WINDOW_BP} bp; other sizes are not supported")
         if not 0.5 <= mod_threshold <= 1.0:

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +78,10 @@ class UxmAtlas:
     names: list[str]
     tissues: list[str]
     u_fraction: np.ndarray  # (M, T)
+    # genome coordinates of each marker (1-based C of its first CpG, G of its last), for BAM input
+    chrom: list[str] = field(default_factory=list)
+    start: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    end: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def read_uxm_atlas(path: str | Path) -> UxmAtlas:
@@ -87,7 +91,7 @@ def read_uxm_atlas(path: str | Path) -> UxmAtlas:
         header = fh.readline().rstrip("\n").split("\t")
         if tuple(header[:len(UXM_FIXED_COLUMNS)]) != UXM_FIXED_COLUMNS:
             raise InputFormatError(f"header must start with {' '.join(UXM_FIXED_COLUMNS)}", path=path, line=1)
-        starts, ends, names, values = [], [], [], []
+        starts, ends, names, values, chroms, locs = [], [], [], [], [], []
         for line, text in enumerate(fh, start=2):
             fields = text.rstrip("\n").split("\t")
             if len(fields) != len(header):
@@ -95,13 +99,17 @@ def read_uxm_atlas(path: str | Path) -> UxmAtlas:
             try:
                 starts.append(int(fields[3]))
                 ends.append(int(fields[4]))
+                locs.append((int(fields[1]), int(fields[2])))
             except ValueError:
-                raise InputFormatError("startCpG/endCpG must be integers", path=path, line=line) from None
+                raise InputFormatError("start/end/startCpG/endCpG must be integers", path=path, line=line) from None
+            chroms.append(fields[0])
             names.append(fields[6])
             values.append([_float(v, path, line) for v in fields[8:]])
     order = np.argsort(starts, kind="stable")
     return UxmAtlas(np.asarray(starts, np.int64)[order], np.asarray(ends, np.int64)[order],
-                    [names[i] for i in order], header[8:], np.asarray(values, np.float64)[order])
+                    [names[i] for i in order], header[8:], np.asarray(values, np.float64)[order],
+                    [chroms[i] for i in order], np.asarray([locs[i][0] for i in order], np.int64),
+                    np.asarray([locs[i][1] for i in order], np.int64))
 
 
 @dataclass

@@ -81,7 +81,7 @@ def _check_methods(methods: list[str], checkpoint: Path | None, store_root: Path
     if store_root is None and ("nnls" in methods or ("uxm" in methods and atlas is None)):
         method = "nnls" if "nnls" in methods else "uxm"
         raise TissueBertError(f"method {method} builds its reference from a store's training split",
-                              hint="pass --store STORE (or --atlas ATLAS.tsv for uxm on a .pat input)")
+                              hint="pass --store STORE (or --atlas ATLAS.tsv for uxm on a .pat or BAM input)")
 
 
 def _load_all(specs: list[InputSpec], *, state, store: Store | None, cpg_index, reference, min_cpgs: int
@@ -159,11 +159,11 @@ def deconvolve_cohort(out: Path, specs: list[InputSpec], *, checkpoint: Path | N
                 r.method = method
                 res.append(r)
             elif method == "uxm" and atlas is not None:
-                res.append(_atlas_uxm(atlas, spec.path, n_boot, ci_level, seed, spec.fmt))
+                res.append(_atlas_uxm(atlas, spec.path, n_boot, ci_level, seed, spec.fmt, cpg_index, reference))
             else:
                 if references is None:
                     raise TissueBertError(f"method {method} builds its reference from a store's training split",
-                                          hint="pass --store STORE (or --atlas ATLAS.tsv for uxm on a .pat input)")
+                                          hint="pass --store STORE (or --atlas ATLAS.tsv for uxm on a .pat or BAM input)")
                 res.append(reference_proportions(references, sample.panel, sample.window_idx, sample.calls,
                                                  sample.counts, method=method, n_boot=n_boot, ci_level=ci_level,
                                                  seed=seed))

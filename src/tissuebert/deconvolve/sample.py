@@ -11,6 +11,7 @@ import numpy as np
 
 from tissuebert.atomic import check_output
 from tissuebert.constants import CKPT, COORDS, ORDINAL_FORMATS
+from tissuebert.deconvolve.atlas_bam import BAM_FORMATS, bam_to_pat
 from tissuebert.deconvolve.atlas_io import UXM_MIN_CPGS, pat_marker_counts, read_pat, read_uxm_atlas
 from tissuebert.deconvolve.baselines import nnls_mixture
 from tissuebert.deconvolve.em import interval_around
@@ -98,22 +99,31 @@ def _no_cpg_index(state: dict[str, Any], input_path: Path) -> None:
 
 
 def _atlas_uxm(atlas_path: Path, input_path: Path | None, n_boot: int, ci_level: float, seed: int,
-               fmt: str | None = None) -> DeconvResult:
-    """UXM against a published atlas straight from .pat reads (CpG-index coordinates, no FASTA)."""
+               fmt: str | None = None, cpg_index: Path | None = None, reference: Path | None = None) -> DeconvResult:
+    """UXM against a published atlas from .pat reads (CpG-index coordinates, no FASTA), or from a
+    BAM's fragments placed on the atlas's CpGs through ``cpg_index``."""
     if input_path is None:
-        raise TissueBertError("--atlas needs a .pat(.gz) --input", path=atlas_path)
-    if (fmt or ("pat" if input_path.name.lower().endswith((".pat", ".pat.gz")) else None)) != "pat":
-        raise TissueBertError(f"uxm with --atlas reads .pat(.gz) input only (got {fmt or input_path.name})",
-                              path=input_path, hint="convert a BAM with `wgbstools bam2pat` against the atlas's genome, "
-                                                    "or use --store for the store-built uxm reference")
+        raise TissueBertError("--atlas needs a .pat(.gz) or BAM --input", path=atlas_path)
+    fmt = fmt or infer_format(input_path)
+    if fmt not in ("pat", *BAM_FORMATS):
+        raise TissueBertError(f"uxm with --atlas counts fragments: it reads .pat(.gz) or BAM input, not {fmt}",
+                              path=input_path, hint="per-CpG counts carry no fragments: use --method nnls with --store")
     atlas = read_uxm_atlas(atlas_path)
-    pat = read_pat(input_path)
+    if fmt == "pat":
+        pat = read_pat(input_path)
+    elif cpg_index is None:
+        raise TissueBertError("a BAM on the --atlas route needs --cpg-index: the atlas names its CpGs by index",
+                              path=input_path, hint="give the wgbs_tools CpG.bed.gz of the atlas's genome build")
+    else:
+        pat = bam_to_pat(input_path, fmt, atlas, atlas_path, cpg_index, reference=reference)
+        log.info("%s: %d fragments over the atlas's markers (CpG positions from %s)", input_path.name,
+                 int(pat.counts.sum()), Path(cpg_index).name)
     mc = pat_marker_counts(pat, atlas)
     usable = (mc.informative > 0) & np.all(np.isfinite(atlas.u_fraction), axis=1)
     if not usable.any():
-        raise TissueBertError(f"no marker of the atlas {atlas_path.name} holds a fragment of this .pat with >= "
+        raise TissueBertError(f"no marker of the atlas {atlas_path.name} holds a fragment of this input with >= "
                               f"{UXM_MIN_CPGS} CpG calls", path=input_path,
-                              hint="are the atlas and the .pat of the same genome build (hg19 vs hg38) and CpG index?")
+                              hint="are the atlas and the input of the same genome build (hg19 vs hg38) and CpG index?")
     est = nnls_mixture(atlas.u_fraction, mc.u_fraction, weights=mc.informative)
     low = high = np.full(len(atlas.tissues), np.nan)
     if n_boot > 0:
