@@ -24,6 +24,15 @@ def test_demo_summary_matches_its_outputs(tmp_path):
     assert summary["reads"][ORACLE]["accuracy"] == metrics["oracle"]["accuracy"]
     assert summary["reads"]["logreg"]["balanced_accuracy"] == metrics["logreg"]["balanced_accuracy"]
     assert summary["test_sample_calls"]["total"] == 8  # one call per test sample of the demo cohort
+    # each tissue's F1 share of the oracle's, recomputed from the evaluation's metrics.json
+    shares = summary["f1_share_of_oracle"]
+    assert set(shares) == set(metrics["per_tissue"])
+    oracle_rows = (out / "eval" / "per_tissue.tsv").read_text().splitlines()
+    oracle_f1 = {row.split("\t")[0]: float(row.split("\t")[-1]) for row in oracle_rows[1:]}
+    for tissue, block in metrics["per_tissue"].items():
+        assert shares[tissue] == pytest.approx(block["f1"] / oracle_f1[tissue], abs=1e-4)
+    low = min(shares, key=shares.get)
+    assert f"from {shares[low]:.2f} ({low})" in (out / "summary.md").read_text()
 
     tissues = summary["mixtures"][0]["methods"]["em"]["estimated"].keys()
     maes = {m: [] for m in (*DEMO_METHODS, ORACLE)}

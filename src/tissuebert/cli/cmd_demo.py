@@ -6,6 +6,7 @@ stage's output folder is exactly what that command writes.
 
 from __future__ import annotations
 
+import csv
 import json
 import shlex
 import time
@@ -137,6 +138,7 @@ def run_demo(out: Path, *, seed: int, force: bool, epochs: int | None, preset: s
         "reads": {who: _read_metrics(metrics, who) for who in ("model", "logreg", ORACLE)},
         "test_sample_calls": {"correct": int(sum(s["correct"] for s in metrics.get("per_sample", []))),
                               "total": len(metrics.get("per_sample", []))},
+        "f1_share_of_oracle": _f1_shares(ev / OUT.PER_TISSUE),
         "mixture_mae": {m: float(np.mean([r["methods"][m]["mae"] for r in rows])) for m in methods},
         "mixture_max_abs_error": {m: float(np.max([r["methods"][m]["max_abs_error"] for r in rows])) for m in methods},
         "mixtures": rows, "deconvolution_warnings": dec_info.get("warnings", []), "train_s": round(train_s, 1), "elapsed_s": round(time.perf_counter() - t0, 1),
@@ -145,6 +147,16 @@ def run_demo(out: Path, *, seed: int, force: bool, epochs: int | None, preset: s
     atomic_write_text(out / "summary.md", _summary_markdown(summary, out))
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _f1_shares(per_tissue: Path) -> dict[str, float] | None:
+    """Each tissue's F1 as a share of the oracle's on the same reads (None without an oracle)."""
+    with open(per_tissue, newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    if not rows or "oracle_f1" not in rows[0]:
+        return None
+    return {r["tissue"]: round(float(r["f1"]) / float(r["oracle_f1"]), 4) if float(r["oracle_f1"]) > 0 else None
+            for r in rows}
 
 
 def _read_metrics(metrics: dict, who: str) -> dict | None:
@@ -207,6 +219,11 @@ def _summary_markdown(s: dict, out: Path) -> str:
             lines.append(f"| {name} | {_fmt(m['accuracy'])} | {_fmt(m['balanced_accuracy'])} | "
                          f"{_fmt(m['macro_f1'], pct=False)} |")
     lines.append(f"| chance (1 / tissues) | {_fmt(s['chance_accuracy'])} | {_fmt(s['chance_accuracy'])} | |")
+    shares = {t: v for t, v in (s.get("f1_share_of_oracle") or {}).items() if v is not None}
+    if shares:
+        low, high = min(shares, key=shares.get), max(shares, key=shares.get)
+        lines += ["", f"Per-tissue F1 as a share of the oracle's (`eval/per_tissue.tsv`): from "
+                      f"{shares[low]:.2f} ({low}) to {shares[high]:.2f} ({high})."]
     lines += ["", f"Whole-sample calls (each pure test sample's tissue from all its reads): "
               f"{calls['correct']} of {calls['total']} right.", "",
               f"## Mixtures ({len(s['mixtures'])} simulated cfDNA mixtures at {DEMO_DEPTH:g}x)", "",
