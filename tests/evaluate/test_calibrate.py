@@ -67,7 +67,16 @@ def test_calibrate_cli_on_an_overconfident_checkpoint(tiny, tmp_path, capsys):
     before = evaluate_split(sharp, tiny.store, "test", tmp_path / "e1")
     after = evaluate_split(tmp_path / "sharp.calibrated.pt", tiny.store, "test", tmp_path / "e2")
     assert after["ece"] < before["ece"]
-    assert after["accuracy"] == before["accuracy"]  # temperature never changes the argmax
+    # evaluate decides with the bias-corrected calibration calibrate stored beside T
+    stored = calibrated[CKPT.CLASS_BIAS]
+    assert after["temperature"] == stored["temperature"]
+    assert list(after["class_bias"].values()) == stored["bias"]
+    # with the temperature alone the argmax is the uncalibrated one: a temperature never changes it
+    del calibrated[CKPT.CLASS_BIAS]
+    save_checkpoint(tmp_path / "temperature_only.pt", calibrated)
+    plain = evaluate_split(tmp_path / "temperature_only.pt", tiny.store, "test", tmp_path / "e3")
+    assert plain["temperature"] == calibrated[CKPT.TEMPERATURE] and plain["class_bias"] is None
+    assert plain["accuracy"] == before["accuracy"]
     # refuses to overwrite the calibrated file without --force
     assert main(["calibrate", "--checkpoint", str(sharp), "--store", str(tiny.store.root)]) == 2
 
