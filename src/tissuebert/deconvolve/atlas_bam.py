@@ -16,17 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from tissuebert.constants import METH_NONE
+from tissuebert.constants import BAM_FORMATS, METH_NONE
 from tissuebert.deconvolve.atlas_io import PatReads, UxmAtlas
 from tissuebert.errors import InputFormatError
 from tissuebert.io.bam import bisulfite_calls, is_bottom_strand, match_blocks, modification_calls, open_bam
 from tissuebert.io.bam_index import check_bai_matches
 from tissuebert.io.cpg_index import read_cpg_index
 from tissuebert.io.fasta import Reference, naming_hint
-from tissuebert.prepare.bam_reads import _merge, filter_reason
+from tissuebert.prepare.bam_reads import check_contig_lengths, filter_reason, merge_mates
 from tissuebert.prepare.reads import ReadFilters
 
-BAM_FORMATS = ("bismark", "bwameth", "mmml")
 MIN_PARTNER_CHECKS = 50  # CpG calls needed before the partner-base share is judged
 MIN_PARTNER_SHARE = 0.8  # real CpGs: ~0.99 (SNPs, sequencing errors); another build: ~0.2
 
@@ -75,11 +74,7 @@ def _partner_bases(read, bottom: bool, cpg_pos: np.ndarray) -> tuple[int, int]:
 def _check_lengths(bam, chroms: list[str], path: Path, reference: Path) -> None:
     ref = Reference(reference)
     try:
-        for chrom in chroms:
-            if chrom in ref.lengths and bam.get_reference_length(chrom) != ref.lengths[chrom]:
-                raise InputFormatError(f"contig {chrom} is {bam.get_reference_length(chrom):,} bp in the BAM header but "
-                                       f"{ref.lengths[chrom]:,} bp in {Path(reference).name}", path=path,
-                                       hint="the BAM was aligned to another genome build than --reference")
+        check_contig_lengths(bam, {c: ref.lengths[c] for c in chroms if c in ref.lengths}, path, Path(reference).name)
     finally:
         ref.close()
 
@@ -124,7 +119,7 @@ def bam_to_pat(path: Path, fmt: str, atlas: UxmAtlas, atlas_path: Path, cpg_inde
                         agree, checked = agree + a, checked + n
                     fragments.setdefault(read.query_name if read.is_paired else key, []).append(calls)
             for calls in fragments.values():
-                pos, code = _merge(calls)
+                pos, code = merge_mates(calls)
                 if pos.size:
                     ords = cpg_ord[np.searchsorted(cpg_pos, pos)]
                     row = np.full(int(ords[-1] - ords[0]) + 1, METH_NONE, np.uint8)

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from tissuebert.atomic import check_output
-from tissuebert.constants import CKPT, COORDS, ORDINAL_FORMATS
-from tissuebert.deconvolve.atlas_bam import BAM_FORMATS, bam_to_pat
+from tissuebert.constants import BAM_FORMATS, CKPT, COORDS, ORDINAL_FORMATS
+from tissuebert.deconvolve.atlas_bam import bam_to_pat
 from tissuebert.deconvolve.atlas_io import UXM_MIN_CPGS, pat_marker_counts, read_pat, read_uxm_atlas
 from tissuebert.deconvolve.baselines import nnls_mixture
 from tissuebert.deconvolve.em import interval_around

@@ -44,7 +44,7 @@ def filter_reason(read: pysam.AlignedSegment, filters) -> str | None:
     return None
 
 
-def _merge(calls: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+def merge_mates(calls: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """Union of the mates' calls; a CpG called differently by the two mates gets no call."""
     if len(calls) == 1:
         return calls[0]
@@ -73,7 +73,7 @@ class _FragmentBuffer:
 
     def add_cluster(self, fragments: dict, rank_lo: int, rank_hi: int) -> None:
         for calls in fragments.values():
-            pos, code = _merge(calls)
+            pos, code = merge_mates(calls)
             if pos.size:
                 self.pos.append(pos)
                 self.code.append(code)
@@ -141,13 +141,17 @@ def _cluster_reads(bam: pysam.AlignmentFile, chrom: str, clusters: list[tuple[in
 
 
 def _check_lengths(bam: pysam.AlignmentFile, panel, path: Path, reference) -> None:
-    """A contig of another length is another genome build, even under the same name: its
-    reads would be called at positions that are not the panel's CpGs."""
     ref_name = Path(reference).name if reference is not None else "the reference FASTA"
-    for cid, chrom in enumerate(panel.chroms):
+    check_contig_lengths(bam, dict(zip(panel.chroms, (int(n) for n in panel.chrom_lengths))), path, ref_name)
+
+
+def check_contig_lengths(bam: pysam.AlignmentFile, lengths: dict[str, int], path: Path, ref_name: str) -> None:
+    """A contig of another length is another genome build, even under the same name: its
+    reads would be called at positions that are not the reference's CpGs."""
+    for chrom, ref_len in lengths.items():
         if chrom not in bam.references:
             continue
-        bam_len, ref_len = bam.get_reference_length(chrom), int(panel.chrom_lengths[cid])
+        bam_len = bam.get_reference_length(chrom)
         if bam_len != ref_len:
             raise InputFormatError(f"contig {chrom} is {bam_len:,} bp in the BAM header but {ref_len:,} bp in {ref_name}",
                                    path=path, hint="the BAM was aligned to another genome build: align it to "

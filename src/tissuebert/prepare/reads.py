@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tissuebert.constants import INPUT_FORMATS
+from tissuebert.constants import BAM_FORMATS, INPUT_FORMATS
 from tissuebert.errors import InputFormatError, TissueBertError, require_file
 from tissuebert.io import pat as pat_io
 from tissuebert.io.bed import tabix_index
@@ -181,7 +181,7 @@ def read_sample_windows(path: str | Path, fmt: str, panel: Panel, *, reference: 
     pseudo = False
     if fmt == "pat":
         stats = _read_pat(path, index, proj, stream)
-    elif fmt in ("bismark", "bwameth", "mmml"):
+    elif fmt in BAM_FORMATS:
         from tissuebert.prepare.bam_reads import read_bam
         stats = read_bam(path, fmt, index, proj, filters=filters, reference=reference)
     else:
