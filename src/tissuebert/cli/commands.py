@@ -6,7 +6,7 @@ import importlib
 
 import typer
 
-MODULES = ("cmd_simulate", "cmd_markers", "cmd_prepare", "cmd_train", "cmd_evaluate", "cmd_demo")
+MODULES = ("cmd_simulate", "cmd_sheet", "cmd_markers", "cmd_prepare", "cmd_train", "cmd_evaluate", "cmd_demo")
 
 
 def register(app: typer.Typer) -> None:
