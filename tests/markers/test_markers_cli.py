@@ -22,7 +22,7 @@ def _groups(classes):
 
 
 @pytest.mark.slow
-def test_small_preset_panel_recovers_the_true_markers(tmp_path):
+def test_small_preset_panel_recovers_the_true_markers(tmp_path, capsys):
     """The issue's target: precision and recall >= 0.9 on the `small` preset (22 tissues, 110
     samples, 64 of them training), candidates = the simulator's block boundaries (as the atlas's
     published segmentation), groups = the atlas22 hierarchy. Measured 0.922 / 0.905 at seed 0."""
@@ -30,11 +30,22 @@ def test_small_preset_panel_recovers_the_true_markers(tmp_path):
     blocks = blocks_from_truth(cohort, tmp_path / "blocks.bed")
     out = tmp_path / "markers.bed"
     assert main(["markers", "--samples", str(cohort / "samples.tsv"), "--blocks", str(blocks), "--groups", "atlas22",
-                 "--per-class", "1000", "--threads", "2", "--out", str(out)]) == 0
+                 "--per-class", "1000", "--threads", "2", "--truth", str(cohort), "--out", str(out)]) == 0
     truth = load_truth(cohort)
     score = score_panel(read_selection(out), truth, _groups(truth.tissues), min_cpgs=4)
     assert score.n_true > 800  # ~950 true marker blocks with >= 4 CpGs
     assert score.precision >= 0.9 and score.recall >= 0.9, (score.precision, score.recall)
+    # --truth prints the same score (the groups it reads from atlas22 are the ones scored here)
+    assert (f"precision {score.precision:.3f} ({score.n_correct}/{score.n_selected}), recall {score.recall:.3f} "
+            f"({score.n_found}/{score.n_true} ") in capsys.readouterr().out
+
+
+def test_truth_that_is_not_a_cohort_is_refused_before_the_run(demo_cohort, tmp_path, capsys):
+    out = tmp_path / "markers.bed"
+    assert main(["markers", "--samples", str(demo_cohort / "samples.tsv"), "--tile-bp", "50", "--cpg-index",
+                 str(demo_cohort / "CpG.bed.gz"), "--truth", str(tmp_path), "--out", str(out)]) == 2
+    assert "no truth/model.npz" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob("markers*"))
 
 
 def test_demo_panel_shards_and_training_split_only(demo_cohort, tmp_path):

@@ -39,6 +39,7 @@ def markers(
     chunk_blocks: Annotated[int, typer.Option("--chunk-blocks", help="Blocks scored at a time (bounds memory: samples x chunk x 40 bytes).")] = 100_000,
     shard: Annotated[Optional[str], typer.Option("--shard", help="Only the i-th of N equal slices of the blocks (i/N), e.g. in a SLURM array; then --assemble.")] = None,
     assemble: Annotated[bool, typer.Option("--assemble", help="Merge the finished --shard outputs of --out into the final BED and summary.")] = False,
+    truth: Annotated[Optional[Path], typer.Option("--truth", help="A `tissuebert simulate` cohort (or its truth/ folder): print the panel's precision and recall against its true marker blocks.")] = None,
     force: ForceOpt = False,
 ) -> None:
     """Select tissue-informative blocks from the training split: a region BED for `prepare`.
@@ -62,6 +63,8 @@ def markers(
         raise TissueBertError(f"--test must be one of {', '.join(TESTS)}, got {test!r}")
     if not 0 < max_pval <= 1 or not 0 <= min_bg_classes <= 1:
         raise TissueBertError("--max-pval must be in (0, 1] and --min-bg-classes in [0, 1]")
+    if truth is not None:
+        _truth_dir(truth)  # before the long run, not after it
     select_rule = SelectRule(score=score, min_coverage=min_coverage, min_delta=min_delta, max_pval=max_pval,
                              min_bg_classes=min_bg_classes, per_target=per_class, test=test)
     if assemble:
@@ -73,6 +76,35 @@ def markers(
                        FragmentRule(min_cpgs, u_max, m_min), select_rule, min_class_samples, allow_empty, threads,
                        chunk_blocks, _parse_shard(shard), force)
     typer.echo(f"markers written: {', '.join(str(p) for p in written)}")
+    if truth is not None and not (shard and not assemble):
+        typer.echo(_truth_line(out, truth, groups, min_cpgs))
+
+
+def _truth_dir(truth: Path) -> Path:
+    """The cohort folder (load_truth reads COHORT/truth/model.npz); its truth/ folder is accepted too."""
+    cohort = truth.parent if truth.name == "truth" and (truth / "model.npz").is_file() else truth
+    if not (cohort / "truth" / "model.npz").is_file():
+        raise TissueBertError("not a simulated cohort (no truth/model.npz)", path=truth,
+                              hint="--truth takes the folder `tissuebert simulate --out` wrote")
+    return cohort
+
+
+def _truth_line(out: Path, truth: Path, groups: Optional[Path], min_cpgs: int) -> str:
+    """The panel scored against a simulated cohort's true marker blocks (markers/truth.py)."""
+    from tissuebert.io.sheet import shipped_file
+    from tissuebert.markers import read_groups, read_selection
+    from tissuebert.markers.truth import score_panel
+    from tissuebert.simulate import load_truth
+
+    sim = load_truth(_truth_dir(truth))
+    group_sets = {}
+    if groups is not None:
+        classes = list(sim.tissues)
+        group_sets = {t.name: frozenset(classes[m] for m in t.members)
+                      for t in read_groups(shipped_file(groups, "groups"), classes)}
+    score = score_panel(read_selection(out), sim, group_sets, min_cpgs=min_cpgs)
+    return (f"panel vs simulated truth: precision {score.precision:.3f} ({score.n_correct}/{score.n_selected}), "
+            f"recall {score.recall:.3f} ({score.n_found}/{score.n_true} true marker blocks with >= {min_cpgs} CpGs)")
 
 
 def _run(out, samples, store, blocks, one_based, tile_bp, min_block_cpgs, cpg_index, tissue_map, groups, fragment_rule,
