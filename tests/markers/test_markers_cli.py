@@ -46,6 +46,12 @@ def test_truth_that_is_not_a_cohort_is_refused_before_the_run(demo_cohort, tmp_p
                  str(demo_cohort / "CpG.bed.gz"), "--truth", str(tmp_path), "--out", str(out)]) == 2
     assert "no truth/model.npz" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob("markers*"))
+    # --out in a folder that does not exist yet: created, as by every other command
+    nested = tmp_path / "new" / "deeper" / "markers.bed"
+    assert main(["markers", "--samples", str(demo_cohort / "samples.tsv"), "--tile-bp", "50", "--cpg-index",
+                 str(demo_cohort / "CpG.bed.gz"), "--per-class", "5", "--allow-empty", "--out", str(nested)]) == 0
+    assert len(read_selection(nested)) > 0 and sorted(p.name for p in nested.parent.iterdir()) == [
+        "markers.bed", "markers.summary.tsv"]
 
 
 def test_demo_panel_shards_and_training_split_only(demo_cohort, tmp_path):

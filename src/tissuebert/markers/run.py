@@ -166,6 +166,7 @@ def run_markers(samples: list[SampleInput], classes: list[str], blocks: Blocks, 
     sample_class = np.asarray([s.class_id for s in samples], dtype=np.int64)
     log.info("markers: %d training samples, %d classes, %d targets, %d candidate blocks%s", len(samples), len(classes),
              len(targets), blocks.n_blocks, f" (shard {shard[0]}/{shard[1]})" if shard else "")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)  # as every other command: --out may name a new folder
     work = Path(tempfile.mkdtemp(prefix=".markers.", dir=Path(out).parent))
     try:
         count_blocks = None if store_root is not None else blocks
