@@ -77,3 +77,18 @@ def test_blocks_without_cpg_columns_take_them_from_the_index(tmp_path):
     assert blocks.cpg_first.tolist() == [1, 3] and blocks.cpg_end.tolist() == [3, 6]
     with pytest.raises(InputFormatError, match="no startCpG/endCpG"):
         read_blocks(bed)
+
+
+def test_count_file_rows_equal_the_saved_array(tmp_path):
+    """The selection's plain-read access to a sample's count file returns exactly the saved rows."""
+    from tissuebert.markers.run import _CountFile, auto_chunk_blocks
+
+    arr = np.random.default_rng(0).random((1003, 5))
+    np.save(tmp_path / "c.npy", arr)
+    f = _CountFile(tmp_path / "c.npy")
+    assert f.shape == (1003, 5)
+    for lo, hi in [(0, 7), (500, 1003), (1000, 2000), (0, 1003)]:
+        np.testing.assert_array_equal(f.rows(lo, hi), arr[lo:hi])
+    # the automatic chunk keeps samples x chunk x 64 B near 0.5 GiB, within [1,000, all blocks]
+    assert auto_chunk_blocks(455, 10**7) == 512 * 2**20 // (64 * 455)
+    assert auto_chunk_blocks(10**6, 10**7) == 1_000 and auto_chunk_blocks(2, 500) == 500

@@ -82,6 +82,10 @@ def test_demo_panel_shards_and_training_split_only(demo_cohort, tmp_path):
     assert main(["markers", "--assemble", "--per-class", "50", "--out", str(sharded)]) == 0
     assert sharded.read_bytes() == whole.read_bytes()
     assert (tmp_path / "sharded.summary.tsv").read_bytes() == (tmp_path / "whole.summary.tsv").read_bytes()
+    # scoring 7 blocks at a time (chunks end mid-way through the samples' count files) == one chunk
+    chunked = tmp_path / "chunked.bed"
+    assert main([*args, "--chunk-blocks", "7", "--out", str(chunked)]) == 0
+    assert chunked.read_bytes() == whole.read_bytes()
     # no overwrite without --force
     assert main([*args, "--out", str(whole)]) == 2
 

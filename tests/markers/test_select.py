@@ -66,3 +66,22 @@ def test_coverage_floor_and_per_target_cap():
     counts[SAMPLE_CLASS != 0, :, FRAG] = 3
     got = _run(counts, SelectRule(min_delta=0.2, max_pval=0.05, min_coverage=5))
     assert got[("A", "U")][0] == []
+
+
+def test_a_blocks_p_value_does_not_depend_on_the_other_blocks_of_its_chunk():
+    """scipy's method="auto" decides exact vs asymptotic once per call: a block scored beside a
+    block with ties (or a missing sample) got another p than alone (seen as chunk-size dependent
+    panels). Both small (exact) and large (asymptotic) sample counts."""
+    from tissuebert.markers.select import _pvalues
+
+    rng = np.random.default_rng(1)
+    for n_samples in (6, 40):
+        in_target = np.arange(n_samples) < n_samples // 3
+        clean = rng.random((n_samples, 1)) + in_target[:, None] * 0.5  # no ties, nothing missing
+        tied = np.round(rng.random((n_samples, 1)), 1)  # ties
+        missing = rng.random((n_samples, 1))
+        missing[0] = np.nan
+        alone = _pvalues(clean, in_target, np.array([0]), "mannwhitney")[0]
+        for other in (tied, missing):
+            both = _pvalues(np.hstack([clean, other]), in_target, np.array([0, 1]), "mannwhitney")[0]
+            assert both == alone, (n_samples, both, alone)

@@ -36,7 +36,7 @@ def markers(
     min_class_samples: Annotated[int, typer.Option("--min-class-samples", help="Training samples every class needs (1: the others are tested against the one sample).")] = 2,
     allow_empty: Annotated[bool, typer.Option("--allow-empty", help="Warn instead of failing when a class gets no marker.")] = False,
     threads: Annotated[int, typer.Option("--threads", help="Samples counted in parallel (processes).")] = 1,
-    chunk_blocks: Annotated[int, typer.Option("--chunk-blocks", help="Blocks scored at a time (bounds memory: samples x chunk x 40 bytes).")] = 100_000,
+    chunk_blocks: Annotated[Optional[int], typer.Option("--chunk-blocks", help="Blocks scored at a time (memory ~ samples x chunk x 64 bytes); default: sized for ~0.5 GiB.", show_default=False)] = None,
     shard: Annotated[Optional[str], typer.Option("--shard", help="Only the i-th of N equal slices of the blocks (i/N), e.g. in a SLURM array; then --assemble.")] = None,
     assemble: Annotated[bool, typer.Option("--assemble", help="Merge the finished --shard outputs of --out into the final BED and summary.")] = False,
     truth: Annotated[Optional[Path], typer.Option("--truth", help="A `tissuebert simulate` cohort (or its truth/ folder): print the panel's precision and recall against its true marker blocks.")] = None,

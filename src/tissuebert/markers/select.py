@@ -110,6 +110,25 @@ def _class_means(values: np.ndarray, onehot: np.ndarray) -> np.ndarray:
     return np.divide(total, n, out=np.full(total.shape, np.nan), where=n > 0)
 
 
+def _mannwhitney_p(tg: np.ndarray, bg: np.ndarray) -> np.ndarray:
+    """One-sided Mann-Whitney per column, each column's method decided by that column alone.
+
+    scipy's ``method="auto"`` decides exact vs asymptotic for the whole call (or per column only
+    when NaNs force a loop), so a block's p-value depended on the other blocks of its chunk. Here
+    a column is exact when it has no missing value, no tie and <= 8 samples on each side (scipy's
+    own rule), asymptotic otherwise.
+    """
+    res = stats.mannwhitneyu(tg, bg, axis=0, alternative="greater", nan_policy="omit", method="asymptotic")
+    p = np.asarray(res.pvalue, dtype=np.float64).copy()
+    if tg.shape[0] <= 8 and bg.shape[0] <= 8:
+        both = np.sort(np.concatenate([tg, bg]), axis=0)
+        exact = ~np.isnan(both).any(axis=0) & ~(np.diff(both, axis=0) == 0).any(axis=0)
+        if exact.any():
+            p[exact] = stats.mannwhitneyu(tg[:, exact], bg[:, exact], axis=0, alternative="greater",
+                                          method="exact").pvalue
+    return p
+
+
 def _pvalues(values: np.ndarray, in_target: np.ndarray, cand: np.ndarray, test: str) -> np.ndarray:
     """One-sided p (target higher) for the candidate blocks ``cand`` of the chunk."""
     if cand.size == 0:
@@ -119,12 +138,12 @@ def _pvalues(values: np.ndarray, in_target: np.ndarray, cand: np.ndarray, test: 
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # identical values: scipy's precision note
         if in_target.sum() == 1:
-            res = stats.ttest_1samp(bg, popmean=tg[0], axis=0, alternative="less", nan_policy="omit")
+            p = stats.ttest_1samp(bg, popmean=tg[0], axis=0, alternative="less", nan_policy="omit").pvalue
         elif test == "mannwhitney":
-            res = stats.mannwhitneyu(tg, bg, axis=0, alternative="greater", nan_policy="omit")
+            p = _mannwhitney_p(tg, bg)
         else:
-            res = stats.ttest_ind(tg, bg, axis=0, equal_var=False, alternative="greater", nan_policy="omit")
-        p = np.asarray(res.pvalue, dtype=np.float64)
+            p = stats.ttest_ind(tg, bg, axis=0, equal_var=False, alternative="greater", nan_policy="omit").pvalue
+        p = np.asarray(p, dtype=np.float64)
         # no spread on either side (all target samples alike, all others alike): the t statistic
         # is undefined; the candidates already beat every other class by min_delta, so they pass.
         # Any other undefined p (too few covered samples) fails.
