@@ -20,10 +20,10 @@ from tissuebert.deconvolve.run import METHODS
 from tissuebert.evaluate.evaluate import as_state, to_json
 from tissuebert import __version__
 from tissuebert.evaluate.oracle import cohort_of_store
+from tissuebert.inference.checkpoint import checkpoint_config
+from tissuebert.inference.logreg import fit_logreg
 from tissuebert.progress import get_logger, track
 from tissuebert.store.store import Store
-from tissuebert.train.checkpoint import checkpoint_config
-from tissuebert.train.logreg import fit_logreg
 
 log = get_logger("benchmark")
 ORACLE = "oracle"

@@ -18,10 +18,10 @@ from tissuebert.deconvolve.em import interval_around
 from tissuebert.deconvolve.output import write_posteriors
 from tissuebert.deconvolve.run import DeconvResult, score_reads
 from tissuebert.errors import TissueBertError
+from tissuebert.inference.checkpoint import checkpoint_config, load_checkpoint
 from tissuebert.progress import get_logger
 from tissuebert.store.panel import Panel
 from tissuebert.store.store import Store
-from tissuebert.train.checkpoint import checkpoint_config, load_checkpoint
 
 log = get_logger("deconvolve")
 

@@ -11,9 +11,9 @@ from tissuebert.atomic import check_output
 from tissuebert.constants import CKPT
 from tissuebert.evaluate.calibration import expected_calibration_error, fit_bias_corrected, fit_temperature, nll, softmax_probs
 from tissuebert.evaluate.evaluate import score_split
+from tissuebert.inference.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 from tissuebert.progress import get_logger
 from tissuebert.store.store import Store
-from tissuebert.train.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 
 log = get_logger("calibrate")
 
