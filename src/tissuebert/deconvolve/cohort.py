@@ -33,7 +33,7 @@ from tissuebert.deconvolve.run import (
 from tissuebert.deconvolve.sample import SampleInput, _atlas_uxm, _no_cpg_index, infer_format, load_sample
 from tissuebert.deconvolve.warnings import result_warnings
 from tissuebert.errors import TissueBertError
-from tissuebert.inference.checkpoint import checkpoint_config, load_checkpoint
+from tissuebert.inference.checkpoint import Checkpoint
 from tissuebert.inference.device import resolve_device, resolve_precision
 from tissuebert.inference.predict import unique_rows
 from tissuebert.progress import get_logger
@@ -115,8 +115,9 @@ def deconvolve_cohort(out: Path, specs: list[InputSpec], *, checkpoint: Path | N
     """Deconvolve every sample of ``specs`` by each method and write the per-sample and cohort outputs."""
     _check_methods(methods, checkpoint, store_root, atlas)
     need_model = any(m in MODEL_METHODS for m in methods)
-    state = load_checkpoint(checkpoint) if checkpoint is not None else None
-    config = checkpoint_config(state, checkpoint) if state is not None else Config()
+    loaded = Checkpoint.load(checkpoint) if checkpoint is not None else None
+    state = loaded.state if loaded is not None else None
+    config = loaded.config if loaded is not None else Config()
     n_boot = config.eval.bootstrap if n_boot is None else n_boot
     ci_level = config.eval.ci_level
     store = Store.open(store_root) if store_root is not None else None

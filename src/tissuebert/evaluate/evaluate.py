@@ -11,7 +11,7 @@ import numpy as np
 
 from tissuebert.atomic import atomic_dir
 from tissuebert.config import dump_config
-from tissuebert.constants import CKPT, LOGREG, OUT
+from tissuebert.constants import LOGREG, OUT
 from tissuebert.data.eval_set import EvalReads, build_eval_reads
 from tissuebert.evaluate.calibration import (
     expected_calibration_error, nll, reliability_bins, softmax_probs,
@@ -28,12 +28,6 @@ from tissuebert.progress import get_logger
 from tissuebert.store.store import Store
 
 log = get_logger("evaluate")
-
-
-def as_state(checkpoint: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """A loaded checkpoint dict and a name for messages."""
-    loaded = Checkpoint.of(checkpoint)
-    return loaded.state, loaded.name
 
 
 @dataclass
@@ -141,10 +135,11 @@ def evaluate_split(checkpoint: str | Path | dict[str, Any], store: str | Path | 
     metrics["logreg"] and the logreg_* columns; metrics["notes"] says plainly when the model's
     balanced accuracy is not above it.
     """
-    state, name = as_state(checkpoint)
+    loaded = Checkpoint.of(checkpoint)
+    state, name = loaded.state, loaded.name
     store = store if isinstance(store, Store) else Store.open(store)
-    tissues = list(state[CKPT.TISSUES])
-    config = Checkpoint(state, name).config
+    tissues = loaded.tissues
+    config = loaded.config
     scored = score_split(state, store, split, name=name, max_reads_per_sample=max_reads_per_sample, seed=seed,
                          batch_size=batch_size, device=device, precision=precision)
     logits, temperature, bias = calibrated(state, scored.logits)
