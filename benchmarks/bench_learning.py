@@ -31,9 +31,9 @@ from tissuebert.data.tokens import TokenTables
 from tissuebert.evaluate.oracle import cohort_of_store, oracle_loglik_for_reads
 from tissuebert.store.store import Store
 from tissuebert.train import run_training
-from tissuebert.train.checkpoint import load_checkpoint, model_from_checkpoint
-from tissuebert.train.infer import predict_logits
-from tissuebert.train.metrics import classification_metrics
+from tissuebert.inference.checkpoint import load_checkpoint, model_from_checkpoint
+from tissuebert.inference.predict import predict_logits
+from tissuebert.metrics import classification_metrics
 
 
 def balanced_accuracy(pred: np.ndarray, labels: np.ndarray, n_tissues: int) -> float:

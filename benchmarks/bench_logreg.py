@@ -1,6 +1,6 @@
 """The simple rival on a prepared store: logreg test accuracy vs training reads, lr and L2, and wall time.
 
-Fits ``tissuebert.train.logreg.fit_logreg`` on the store's train split for every combination of
+Fits ``tissuebert.inference.logreg.fit_logreg`` on the store's train split for every combination of
 --reads x --lr x --weight-decay and scores the test split (all reads, the evaluate rule for
 which reads count); on a simulated store also the oracle on the same reads. One thread.
 
@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     from tissuebert.data.eval_set import build_eval_reads
     from tissuebert.evaluate.oracle import cohort_of_store, oracle_loglik_for_reads
     from tissuebert.store.store import Store
-    from tissuebert.train import logreg
-    from tissuebert.train.metrics import classification_metrics
+    from tissuebert.inference import logreg
+    from tissuebert.metrics import classification_metrics
 
     store = Store.open(args.store)
     reads = build_eval_reads(store, "test", max_reads_per_sample=None, seed=0)

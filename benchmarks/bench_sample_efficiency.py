@@ -28,7 +28,7 @@ from tissuebert.config import load_config
 from tissuebert.data.eval_set import build_eval_reads
 from tissuebert.evaluate.oracle import oracle_loglik_for_reads
 from tissuebert.store.store import Store
-from tissuebert.train.metrics import classification_metrics
+from tissuebert.metrics import classification_metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_learning import train_curve  # noqa: E402  (a sibling script: the same training run)
@@ -84,7 +84,7 @@ def model_curve(store: Store, out: Path, args) -> tuple[np.ndarray, np.ndarray, 
 
 
 def logreg_curve(store: Store, val, budgets: np.ndarray, seed: int) -> np.ndarray:
-    from tissuebert.train.logreg import fit_logreg
+    from tissuebert.inference.logreg import fit_logreg
 
     accs = []
     for n_reads in budgets:

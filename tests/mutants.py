@@ -47,7 +47,7 @@ MUTANTS = [
            ("tests/deconvolve/test_deconv_em.py::test_bootstrap_width_is_the_same_for_collapsed_and_expanded_reads",)),
     Mutant("bootstrap-90", "deconvolve/em.py", "alpha = (1.0 - ci_level) / 2.0", "alpha = (1.0 - ci_level)",
            ("tests/deconvolve/test_deconv_em.py::test_bootstrap_coverage_is_near_the_nominal_level",)),
-    Mutant("compat-tissue-order", "train/checkpoint.py", "if ck_tissues != list(tissues):",
+    Mutant("compat-tissue-order", "inference/checkpoint.py", "if ck_tissues != list(tissues):",
            "if sorted(ck_tissues) != sorted(tissues):",
            ("tests/train/test_checkpoint_compat.py::test_a_reordered_tissue_list_is_refused",)),
     Mutant("deconvolve-other-panel", "deconvolve/run.py", "panel_hash=panel.panel_hash(),",

@@ -31,7 +31,7 @@ MODULES = {
     "store/validate.py": "tests/store",
     "data/sampler.py": "tests/data/test_sampler.py",
     "deconvolve/em.py": "tests/deconvolve/test_deconv_em.py",
-    "train/checkpoint.py": "tests/train/test_checkpoint_compat.py tests/train/test_nonfinite_and_compat.py",
+    "inference/checkpoint.py": "tests/train/test_checkpoint_compat.py tests/train/test_nonfinite_and_compat.py",
     "benchmark/metrics.py": "tests/benchmark/test_bench_metrics.py tests/benchmark/test_bench_report.py",
 }
 

@@ -119,7 +119,7 @@ ORDINAL_FORMATS = ("pat", "beta")  # formats in CpG-index coordinates: read thro
 PROVENANCE_WARNINGS = "warnings"  # provenance key: what prepare found suspicious but not fatal
 
 # --------------------------------------------------------------------------------------------
-# Checkpoints (train/checkpoint.py)
+# Checkpoints (inference/checkpoint.py)
 # --------------------------------------------------------------------------------------------
 CKPT = SimpleNamespace(
     EPOCH="epoch",
@@ -176,7 +176,7 @@ RUN = SimpleNamespace(
     RESUMES="resumes.json",  # every resume: global step, checkpoint, time (the resume cap counts these)
 )
 
-# A fitted logistic regression's saved state (train/logreg.py)
+# A fitted logistic regression's saved state (inference/logreg.py)
 LOGREG = SimpleNamespace(
     METHOD="logreg",  # its name in evaluate / deconvolve / benchmark outputs
     MODULE="module_state_dict",

@@ -21,7 +21,7 @@ from tissuebert.model.tissuebert import build_model  # noqa: E402
 from tissuebert.prepare import prepare_store  # noqa: E402
 from tissuebert.simulate import simulate_cohort  # noqa: E402
 from tissuebert.store.store import Store  # noqa: E402
-from tissuebert.train.checkpoint import save_checkpoint  # noqa: E402
+from tissuebert.inference.checkpoint import save_checkpoint  # noqa: E402
 
 SIM_TISSUES = ["Blood-Granul", "Blood-T", "Liver-Hep", "Lung-Ep-Alveo"]
 

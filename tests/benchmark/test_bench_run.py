@@ -15,7 +15,7 @@ from tissuebert.deconvolve.output import read_proportions_tsv
 from tissuebert.prepare import read_sample_windows
 from tissuebert.simulate import load_truth, oracle_loglik, simulate_mixture
 from tissuebert.store.sample import unpack_calls
-from tissuebert.train.checkpoint import load_checkpoint
+from tissuebert.inference.checkpoint import load_checkpoint
 
 from tissuebert.evaluate.oracle import cohort_of_store, read_cpg_index
 

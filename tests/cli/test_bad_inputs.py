@@ -78,7 +78,7 @@ def _store_with_model(root: Path, *, legacy: bool = False):
     from tissuebert.constants import CKPT, COORDS
     from tissuebert.model.tissuebert import build_model
     from tissuebert.store.store import Store
-    from tissuebert.train.checkpoint import save_checkpoint
+    from tissuebert.inference.checkpoint import save_checkpoint
 
     files = write_tiny(root)
     _two_samples(files)

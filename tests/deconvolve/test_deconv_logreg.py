@@ -12,7 +12,7 @@ from tissuebert.deconvolve import em_proportions
 from tissuebert.deconvolve.output import read_proportions_tsv
 from tissuebert.deconvolve.run import logreg_loglik, proportions_from_loglik
 from tissuebert.store.sample import pack_calls
-from tissuebert.train.logreg import fit_logreg
+from tissuebert.inference.logreg import fit_logreg
 
 import tinystore
 

@@ -11,7 +11,7 @@ from tissuebert.constants import OUT
 from tissuebert.deconvolve import deconvolve_reads, em_proportions
 from tissuebert.deconvolve.output import read_proportions_tsv
 from tissuebert.store.sample import pack_calls
-from tissuebert.train.checkpoint import load_checkpoint
+from tissuebert.inference.checkpoint import load_checkpoint
 
 import tinystore
 

@@ -8,7 +8,7 @@ import torch
 from tissuebert.cli.app import main
 from tissuebert.constants import CKPT
 from tissuebert.evaluate import evaluate_split, expected_calibration_error, fit_temperature, nll, softmax_probs
-from tissuebert.train.checkpoint import load_checkpoint, save_checkpoint
+from tissuebert.inference.checkpoint import load_checkpoint, save_checkpoint
 
 
 def test_ece_by_hand():

@@ -14,7 +14,7 @@ from tissuebert.data.eval_set import build_eval_reads
 from tissuebert.data.tokens import TokenTables
 from tissuebert.evaluate import evaluate_split
 from tissuebert.store.sample import unpack_calls
-from tissuebert.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from tissuebert.inference.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 
 import tinystore
 
@@ -109,8 +109,8 @@ def test_untrained_model_scores_at_chance(tiny, tmp_path):
 
 
 def test_evaluate_logreg_block_matches_an_independent_fit(tiny, tmp_path, capsys):
-    from tissuebert.train.checkpoint import checkpoint_config
-    from tissuebert.train.logreg import fit_logreg
+    from tissuebert.inference.checkpoint import checkpoint_config
+    from tissuebert.inference.logreg import fit_logreg
 
     out = tmp_path / "eval"
     assert main(["evaluate", "--checkpoint", str(tiny.checkpoint), "--store", str(tiny.store.root), "--out",

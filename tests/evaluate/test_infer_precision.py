@@ -10,8 +10,9 @@ from tissuebert.data.tokens import TokenTables
 from tissuebert.errors import ConfigError
 from tissuebert.model.tissuebert import TissueBERT
 from tissuebert.store.sample import pack_calls
-from tissuebert.train import infer
-from tissuebert.train.infer import inference_chunk, native_bf16, predict_logits, resolve_precision
+from tissuebert.inference import predict as infer
+from tissuebert.inference.device import native_bf16, resolve_precision
+from tissuebert.inference.predict import inference_chunk, predict_logits
 
 import tinystore
 

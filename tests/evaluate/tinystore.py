@@ -32,7 +32,7 @@ from tissuebert.store.builder import add_sample, assemble_manifest, ensure_panel
 from tissuebert.store.panel import Panel
 from tissuebert.store.sample import pack_calls
 from tissuebert.store.store import SampleRecord, Store
-from tissuebert.train.checkpoint import save_checkpoint
+from tissuebert.inference.checkpoint import save_checkpoint
 
 TISSUES = ["Blood", "Liver", "Lung"]
 N_WINDOWS = 12

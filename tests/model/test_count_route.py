@@ -94,7 +94,7 @@ def test_count_route_adds_the_smoothed_naive_bayes_likelihood_of_the_observed_re
 
 
 def test_observe_counts_each_call_once_under_its_label_and_the_tally_rides_in_the_checkpoint():
-    from tissuebert.train.checkpoint import model_from_checkpoint
+    from tissuebert.inference.checkpoint import model_from_checkpoint
 
     model = _model()
     _, meth, window = _reads([calls for calls, _ in TRAINING])

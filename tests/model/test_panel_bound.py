@@ -56,7 +56,7 @@ def test_cpg_logits_route_adds_the_learned_vectors_and_checkpoint_rebuilds_it():
     torch.testing.assert_close(moved[1], base[1])  # read 1 has no calls: the route adds nothing
 
     from tissuebert.constants import CKPT
-    from tissuebert.train.checkpoint import model_from_checkpoint
+    from tissuebert.inference.checkpoint import model_from_checkpoint
 
     state = {CKPT.MODEL: model.state_dict(), CKPT.TISSUES: ["a", "b", "c", "d"],
              CKPT.CONFIG: load_config("tiny", overrides=["model.cpg_logits=true", "model.cpg_embedding_dim=16"]).model_dump(mode="json")}
@@ -126,7 +126,7 @@ def _per_state(q: np.ndarray, calls: list[tuple[int, int]]) -> np.ndarray:
 
 def test_fragment_state_tables_learn_at_the_panel_rate_and_survive_a_checkpoint():
     from tissuebert.constants import CKPT
-    from tissuebert.train.checkpoint import model_from_checkpoint
+    from tissuebert.inference.checkpoint import model_from_checkpoint
     from tissuebert.train.optim import build_optimizer
 
     config = load_config("tiny", overrides=["model.fragment_states=4", "train.max_lr=1e-3"])

@@ -161,7 +161,7 @@ def _checkpoint(store_root: Path, out: Path, *, legacy: bool = False) -> Path:
     from tinystore import checkpoint_state, tiny_config
 
     from tissuebert.model.tissuebert import build_model
-    from tissuebert.train.checkpoint import save_checkpoint
+    from tissuebert.inference.checkpoint import save_checkpoint
 
     store = Store.open(store_root)
     config = tiny_config()

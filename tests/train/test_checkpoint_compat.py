@@ -8,7 +8,7 @@ import pytest
 
 from tissuebert.constants import CKPT
 from tissuebert.errors import CheckpointError
-from tissuebert.train.checkpoint import check_compatible
+from tissuebert.inference.checkpoint import check_compatible
 
 STATE = {CKPT.TISSUES: ["Blood", "Liver", "Lung"], CKPT.PANEL_HASH: "0123456789abcdef"}
 

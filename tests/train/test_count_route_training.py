@@ -18,7 +18,7 @@ from tissuebert.constants import CKPT, RUN
 from tissuebert.data.features import cpg_call_features
 from tissuebert.data.sampler import TrainSampler, batch_rng
 from tissuebert.store.store import Store
-from tissuebert.train.checkpoint import load_checkpoint
+from tissuebert.inference.checkpoint import load_checkpoint
 
 from trainhelpers import FAST, sets
 

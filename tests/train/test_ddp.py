@@ -18,10 +18,10 @@ from tissuebert.constants import CKPT, RUN
 from tissuebert.data.eval_set import build_eval_reads
 from tissuebert.data.tokens import TokenTables
 from tissuebert.store.store import Store
-from tissuebert.train.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
-from tissuebert.train.infer import predict_logits
+from tissuebert.inference.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
+from tissuebert.inference.predict import predict_logits
 from tissuebert.train.loop import ENV_FAULT_SIGNAL
-from tissuebert.train.metrics import classification_metrics
+from tissuebert.metrics import classification_metrics
 from tissuebert.train.runlock import RunLock
 
 from trainhelpers import FAST, sets

@@ -17,7 +17,7 @@ from tissuebert.data.eval_set import build_eval_reads  # noqa: E402
 from tissuebert.data.sampler import TrainSampler  # noqa: E402
 from tissuebert.errors import CheckpointError  # noqa: E402
 from tissuebert.store.sample import unpack_calls  # noqa: E402
-from tissuebert.train import logreg  # noqa: E402
+from tissuebert.inference import logreg  # noqa: E402
 
 
 @pytest.fixture(scope="module")

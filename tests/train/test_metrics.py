@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tissuebert.train.metrics import ConfusionAccumulator, classification_metrics, per_class_rows, write_confusion
+from tissuebert.metrics import ConfusionAccumulator, classification_metrics, per_class_rows, write_confusion
 
 # 3 classes; class 2 never occurs in the targets but is predicted once
 TARGETS = [0, 0, 0, 0, 1, 1, 1, 1, 1, 1]

@@ -9,7 +9,7 @@ import torch
 
 from tissuebert.cli.app import main
 from tissuebert.constants import CKPT, RUN
-from tissuebert.train.checkpoint import load_checkpoint
+from tissuebert.inference.checkpoint import load_checkpoint
 from tissuebert.train.loop import ENV_FAULT_NAN
 
 from trainhelpers import FAST, sets

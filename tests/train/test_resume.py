@@ -19,7 +19,7 @@ import torch
 
 from tissuebert.cli.app import main
 from tissuebert.constants import CKPT, RUN
-from tissuebert.train.checkpoint import load_checkpoint
+from tissuebert.inference.checkpoint import load_checkpoint
 from tissuebert.train.loop import ENV_FAULT_SIGNAL
 
 from trainhelpers import FAST, sets

@@ -11,7 +11,7 @@ import pytest
 from tissuebert.cli.app import main
 from tissuebert.constants import CKPT, RUN
 from tissuebert.train import loop
-from tissuebert.train.checkpoint import load_checkpoint
+from tissuebert.inference.checkpoint import load_checkpoint
 from tissuebert.train.loop import ENV_FAULT_NAN, ENV_FAULT_SIGNAL, ENV_FAULT_SPIKE
 
 from trainhelpers import FAST, sets

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tissuebert.constants import CKPT, RUN
-from tissuebert.train.checkpoint import load_checkpoint
+from tissuebert.inference.checkpoint import load_checkpoint
 
 from trainhelpers import FAST, sets
 

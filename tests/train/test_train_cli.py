@@ -11,7 +11,7 @@ import torch
 from tissuebert.cli.app import main
 from tissuebert.constants import CKPT, RUN
 from tissuebert.store.store import Store
-from tissuebert.train.checkpoint import load_checkpoint
+from tissuebert.inference.checkpoint import load_checkpoint
 from tissuebert.train.logs import EPOCH_COLUMNS, PER_TISSUE_COLUMNS, STEP_COLUMNS
 
 from trainhelpers import FAST, sets

@@ -21,9 +21,10 @@ from tissuebert.deconvolve.em import scaled_likelihoods
 from tissuebert.deconvolve.run import logreg_loglik, score_reads
 from tissuebert.errors import TissueBertError
 from tissuebert.evaluate.oracle import oracle_loglik_for_reads
+from tissuebert.inference.checkpoint import Checkpoint
+from tissuebert.inference.logreg import LogRegFit
 from tissuebert.progress import get_logger
 from tissuebert.store.store import Store
-from tissuebert.train.logreg import LogRegFit
 
 log = get_logger("benchmark")
 
@@ -51,9 +52,7 @@ def build_pool(state: dict[str, Any], store: Store, *, split: str = "test", trut
     """Pool and score every read of ``split`` (held-out samples only), by the model and, when
     given, by a fitted logistic regression."""
     if list(state[CKPT.TISSUES]) != list(store.tissues):
-        from tissuebert.train.checkpoint import check_compatible
-
-        check_compatible(state, tissues=store.tissues, panel_hash=store.panel_hash)
+        Checkpoint(state).check_compatible(tissues=store.tissues, panel_hash=store.panel_hash)
     windows, calls, tissue = [], [], []
     for rec in store.samples(split):
         reads = store.reads(rec)

@@ -17,13 +17,13 @@ from tissuebert.constants import LOGREG, OUT
 from tissuebert.deconvolve.baselines import MarkerReference, build_references, nnls_proportions, uxm_proportions
 from tissuebert.deconvolve.em import em_proportions
 from tissuebert.deconvolve.run import METHODS
-from tissuebert.evaluate.evaluate import as_state, to_json
+from tissuebert.evaluate.evaluate import to_json
 from tissuebert import __version__
 from tissuebert.evaluate.oracle import cohort_of_store
+from tissuebert.inference.checkpoint import Checkpoint
+from tissuebert.inference.logreg import fit_logreg
 from tissuebert.progress import get_logger, track
 from tissuebert.store.store import Store
-from tissuebert.train.checkpoint import checkpoint_config
-from tissuebert.train.logreg import fit_logreg
 
 log = get_logger("benchmark")
 ORACLE = "oracle"
@@ -106,9 +106,10 @@ def run_benchmark(checkpoint: str | Path | dict, store: str | Path | Store, out:
     from tissuebert.benchmark.report import verdict, write_report
 
     started = time.time()
-    state, name = as_state(checkpoint)
+    loaded = Checkpoint.of(checkpoint)
+    state, name = loaded.state, loaded.name
     store = store if isinstance(store, Store) else Store.open(store)
-    config = checkpoint_config(state, name)
+    config = loaded.config
     truth_dir = Path(truth_dir) if truth_dir is not None else cohort_of_store(store)
     methods = list(methods or METHODS)
     if truth_dir is not None and ORACLE not in methods:

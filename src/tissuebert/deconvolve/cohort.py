@@ -33,12 +33,12 @@ from tissuebert.deconvolve.run import (
 from tissuebert.deconvolve.sample import SampleInput, _atlas_uxm, _no_cpg_index, infer_format, load_sample
 from tissuebert.deconvolve.warnings import result_warnings
 from tissuebert.errors import TissueBertError
-from tissuebert.evaluate.evaluate import resolve_device
+from tissuebert.inference.checkpoint import Checkpoint
+from tissuebert.inference.device import resolve_device, resolve_precision
+from tissuebert.inference.predict import unique_rows
 from tissuebert.progress import get_logger
 from tissuebert.store.panel import Panel
 from tissuebert.store.store import Store
-from tissuebert.train.checkpoint import checkpoint_config, load_checkpoint
-from tissuebert.train.infer import resolve_precision
 
 log = get_logger("deconvolve")
 
@@ -60,13 +60,8 @@ def unique_cohort_rows(samples: list[SampleInput]) -> CohortRows:
     """Collapse identical (window, calls) rows across samples; a sample's rows are ``rows[inverse[s]]``."""
     window = np.concatenate([s.window_idx for s in samples]).astype(np.int64)
     calls = np.concatenate([np.asarray(s.calls, np.uint8) for s in samples])
-    # one fixed-width byte string per row (8 bytes of window index + the packed calls): a 1-D
-    # unique over void keys is much faster than np.unique(axis=0) over byte columns
-    rows = np.ascontiguousarray(np.concatenate([window.astype("<u8")[:, None].view(np.uint8), calls], axis=1))
-    keys = rows.view(np.dtype((np.void, rows.shape[1]))).ravel()
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    first, inverse = unique_rows(window, calls)
     bounds = np.cumsum([0] + [len(s.window_idx) for s in samples])
-    inverse = inverse.ravel()
     return CohortRows(window[first], calls[first], [inverse[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
 
 
@@ -120,8 +115,9 @@ def deconvolve_cohort(out: Path, specs: list[InputSpec], *, checkpoint: Path | N
     """Deconvolve every sample of ``specs`` by each method and write the per-sample and cohort outputs."""
     _check_methods(methods, checkpoint, store_root, atlas)
     need_model = any(m in MODEL_METHODS for m in methods)
-    state = load_checkpoint(checkpoint) if checkpoint is not None else None
-    config = checkpoint_config(state, checkpoint) if state is not None else Config()
+    loaded = Checkpoint.load(checkpoint) if checkpoint is not None else None
+    state = loaded.state if loaded is not None else None
+    config = loaded.config if loaded is not None else Config()
     n_boot = config.eval.bootstrap if n_boot is None else n_boot
     ci_level = config.eval.ci_level
     store = Store.open(store_root) if store_root is not None else None
@@ -139,7 +135,7 @@ def deconvolve_cohort(out: Path, specs: list[InputSpec], *, checkpoint: Path | N
         _, loglik = score_reads(state, samples[0].panel, rows.window_idx, rows.calls, temperature=temperature,
                                 device=device, precision=precision)
     if any(m in LOGREG_METHODS for m in methods):
-        from tissuebert.train.logreg import fit_logreg
+        from tissuebert.inference.logreg import fit_logreg
 
         logreg_fit = fit_logreg(store, min_cpgs=config.data.min_cpgs, seed=config.train.seed)  # once per cohort
         logreg_ll = logreg_loglik(logreg_fit, samples[0].panel, rows.window_idx, rows.calls)

@@ -11,10 +11,10 @@ and EM maximises it with the fixed-point map
 
 The map is scale-invariant per read, so L only has to be known up to a per-read constant: this
 is what lets a classifier's posterior divided by its training prior stand in for L
-(:func:`likelihoods_from_logits`). EM is accelerated with SQUAREM (Varadhan & Roland 2008, the
-SqS3 step length) because close tissues (blood subtypes) make plain EM crawl; every accepted
-step is checked to not lower l(pi), so the result is the same maximum plain EM would reach.
-docs/deconvolution.md has the derivation.
+(:func:`tissuebert.inference.likelihood.likelihoods_from_logits`). EM is accelerated with SQUAREM
+(Varadhan & Roland 2008, the SqS3 step length) because close tissues (blood subtypes) make plain
+EM crawl; every accepted step is checked to not lower l(pi), so the result is the same maximum
+plain EM would reach. docs/deconvolution.md has the derivation.
 """
 
 from __future__ import annotations
@@ -23,30 +23,6 @@ import numpy as np
 
 # Rows per chunk of the (R, T) likelihood matrix: bounds the float64 temporaries to ~50 MB at T=22.
 _CHUNK = 1 << 18
-
-
-def likelihoods_from_logits(logits: np.ndarray, class_prior: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """(R, T) logits -> (R, T) float64 log-likelihoods log p(read | tissue), up to a per-read constant.
-
-    Bayes: p(t | read) = p(read | t) p_train(t) / p(read), so p(read | t) ∝ p(t | read) / p_train(t),
-    where p_train is the class distribution the classifier was trained under (its sampler's).
-    """
-    logits = np.asarray(logits, dtype=np.float64)
-    prior = np.asarray(class_prior, dtype=np.float64)
-    if logits.ndim != 2 or prior.shape != (logits.shape[1],):
-        raise ValueError(f"logits must be (R, T) and class_prior (T,); got {logits.shape} and {prior.shape}")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if np.any(prior <= 0):
-        raise ValueError("class_prior must be positive for every tissue")
-    scaled = logits / temperature
-    log_post = scaled - _logsumexp_rows(scaled)[:, None]  # (R, T) log softmax
-    return log_post - np.log(prior / prior.sum())[None, :]
-
-
-def _logsumexp_rows(x: np.ndarray) -> np.ndarray:
-    top = x.max(axis=1)
-    return top + np.log(np.exp(x - top[:, None]).sum(axis=1))
 
 
 def scaled_likelihoods(loglik: np.ndarray) -> np.ndarray:

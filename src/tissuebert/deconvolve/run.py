@@ -15,17 +15,14 @@ from typing import Any
 import numpy as np
 from scipy.special import softmax
 
-from tissuebert.config import Config
 from tissuebert.constants import CKPT
-from tissuebert.data.tokens import TokenTables
 from tissuebert.deconvolve.baselines import MarkerReference, marker_counts, nnls_proportions, uxm_proportions
-from tissuebert.deconvolve.em import em_proportions, interval_around, likelihoods_from_logits, scaled_likelihoods
-from tissuebert.evaluate.evaluate import calibrated, class_prior, resolve_device
-from tissuebert.progress import counter
+from tissuebert.deconvolve.em import em_proportions, interval_around, scaled_likelihoods
+from tissuebert.inference.checkpoint import Checkpoint, checkpoint_config
+from tissuebert.inference.likelihood import likelihoods_from_logits, read_loglik
+from tissuebert.inference.logreg import LogRegFit
+from tissuebert.inference.predict import score_rows
 from tissuebert.store.panel import Panel
-from tissuebert.train.checkpoint import checkpoint_config, check_compatible, model_from_checkpoint
-from tissuebert.train.infer import predict_logits
-from tissuebert.train.logreg import LogRegFit
 
 MODEL_METHODS = ("em", "mean-posterior", "argmax")
 LOGREG_METHODS = ("logreg",)  # EM over the simple rival's likelihoods, fit on a store's training split
@@ -141,22 +138,14 @@ def reference_proportions(reference: MarkerReference, panel: Panel, window_idx: 
 def score_reads(model_state: dict[str, Any], panel: Panel, window_idx: np.ndarray, calls: np.ndarray, *,
                 temperature: float | None = None, batch_size: int | None = None, device: str | None = None,
                 precision: str = "auto", model=None) -> tuple[np.ndarray, np.ndarray]:
-    """Model logits (R, T) and log-likelihoods (R, T) (training prior divided out, temperature applied)."""
-    check_compatible(model_state, tissues=list(model_state[CKPT.TISSUES]), panel_hash=panel.panel_hash(),
-                     against="panel of the input")
-    config: Config = checkpoint_config(model_state)
-    dev = resolve_device(device)
-    model = (model or model_from_checkpoint(model_state)).to(dev)
-    with counter("scoring reads", int(len(window_idx)), "rows") as advance:
-        logits = predict_logits(model, TokenTables(panel), np.asarray(window_idx, np.int64), calls,
-                                batch_size=batch_size or config.eval.batch_size, device=dev, precision=precision,
-                                progress=advance)
-    if temperature is None:  # the checkpoint's calibration, bias-corrected when calibrate wrote one
-        scored, temp, _ = calibrated(model_state, logits)
-    else:
-        scored, temp = logits, temperature
-    # float32 halves the largest array; EM rescales each row in float64 before using it
-    return logits, likelihoods_from_logits(scored, class_prior(model_state), temp).astype(np.float32)
+    """Model logits (R, T) and log-likelihoods (R, T) (training prior divided out; the checkpoint's
+    calibration, or ``temperature`` instead when given)."""
+    checkpoint = Checkpoint(model_state)
+    checkpoint.check_compatible(tissues=checkpoint.tissues, panel_hash=panel.panel_hash(),
+                                against="panel of the input")
+    logits = score_rows(checkpoint, panel, window_idx, calls, batch_size=batch_size, device=device,
+                        precision=precision, model=model)
+    return logits, read_loglik(model_state, logits, temperature)
 
 
 def logreg_loglik(fit: LogRegFit, panel: Panel, window_idx: np.ndarray, calls: np.ndarray) -> np.ndarray:

@@ -18,10 +18,10 @@ from tissuebert.deconvolve.em import interval_around
 from tissuebert.deconvolve.output import write_posteriors
 from tissuebert.deconvolve.run import DeconvResult, score_reads
 from tissuebert.errors import TissueBertError
+from tissuebert.inference.checkpoint import Checkpoint
 from tissuebert.progress import get_logger
 from tissuebert.store.panel import Panel
 from tissuebert.store.store import Store
-from tissuebert.train.checkpoint import checkpoint_config, load_checkpoint
 
 log = get_logger("deconvolve")
 
@@ -145,8 +145,8 @@ def predict_sample(out: Path, *, checkpoint: Path, input_path: Path | None = Non
                    precision: str = "auto", force: bool = False) -> tuple[int, int]:
     """Write per-read posteriors of one sample to ``out`` (.tsv.gz); returns (rows, reads)."""
     check_output(out, force=force)
-    state = load_checkpoint(checkpoint)
-    config = checkpoint_config(state, checkpoint)
+    loaded = Checkpoint.load(checkpoint)
+    state, config = loaded.state, loaded.config
     store = Store.open(store_root) if store_root is not None else None
     sample = load_sample(state=state, input_path=input_path, fmt=fmt, cpg_index=cpg_index, reference=reference,
                          store=store, sample_id=sample_id, min_cpgs=config.data.min_cpgs)

@@ -11,9 +11,9 @@ from tissuebert.atomic import check_output
 from tissuebert.constants import CKPT
 from tissuebert.evaluate.calibration import expected_calibration_error, fit_bias_corrected, fit_temperature, nll, softmax_probs
 from tissuebert.evaluate.evaluate import score_split
+from tissuebert.inference.checkpoint import Checkpoint
 from tissuebert.progress import get_logger
 from tissuebert.store.store import Store
-from tissuebert.train.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 
 log = get_logger("calibrate")
 
@@ -63,9 +63,10 @@ def calibrate_checkpoint(checkpoint: str | Path, store: str | Path | Store, *, s
     """
     out = calibrated_path(checkpoint) if out is None else Path(out)
     check_output(out, force=force)
-    state = load_checkpoint(checkpoint)
+    loaded = Checkpoint.load(checkpoint)
+    state = loaded.state
     store = store if isinstance(store, Store) else Store.open(store)
-    config = checkpoint_config(state, checkpoint)
+    config = loaded.config
     scored = score_split(state, store, split, name=str(checkpoint), max_reads_per_sample=max_reads_per_sample,
                          seed=seed, batch_size=batch_size, device=device, precision=precision)
     logits, targets = scored.logits, scored.reads.labels
@@ -81,7 +82,7 @@ def calibrate_checkpoint(checkpoint: str | Path, store: str | Path | Store, *, s
     state[CKPT.CLASS_BIAS] = {"temperature": bc_temperature, "bias": [float(b) for b in class_bias]}
     report["bias_corrected"] = {"temperature": bc_temperature, "bias": [float(b) for b in class_bias]}
     state[CKPT.CALIBRATION] = report
-    save_checkpoint(out, state)
+    Checkpoint(state, str(out)).save(out)
     log.info("temperature %.4f on %d %s reads: NLL %.4f -> %.4f, ECE %.4f -> %.4f; wrote %s", temperature,
              report["n_reads"], split, report["nll_before"], report["nll_after"], report["ece_before"],
              report["ece_after"], out)

@@ -8,68 +8,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from scipy.special import log_softmax
 
 from tissuebert.atomic import atomic_dir
 from tissuebert.config import dump_config
-from tissuebert.constants import CKPT, LOGREG, OUT
+from tissuebert.constants import LOGREG, OUT
 from tissuebert.data.eval_set import EvalReads, build_eval_reads
-from tissuebert.data.tokens import TokenTables
 from tissuebert.evaluate.calibration import (
     expected_calibration_error, nll, reliability_bins, softmax_probs,
 )
 from tissuebert.evaluate.oracle import cohort_of_store, oracle_loglik_for_reads
 from tissuebert.evaluate.plots import plot_reliability
 from tissuebert.errors import StoreError
-from tissuebert.progress import counter, get_logger
+from tissuebert.inference.checkpoint import Checkpoint
+from tissuebert.inference.device import resolve_device
+from tissuebert.inference.likelihood import calibrated, class_prior, likelihoods_from_logits
+from tissuebert.inference.predict import score_rows
+from tissuebert.metrics import classification_metrics, write_confusion
+from tissuebert.progress import get_logger
 from tissuebert.store.store import Store
-from tissuebert.train.checkpoint import checkpoint_config, check_compatible, load_checkpoint, model_from_checkpoint
-from tissuebert.train.infer import predict_logits
-from tissuebert.train.metrics import classification_metrics, write_confusion
 
 log = get_logger("evaluate")
-
-
-def resolve_device(device: str | None) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def as_state(checkpoint: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """A loaded checkpoint dict and a name for messages."""
-    if isinstance(checkpoint, dict):
-        return checkpoint, "checkpoint"
-    return load_checkpoint(checkpoint), str(checkpoint)
-
-
-def class_prior(state: dict[str, Any]) -> np.ndarray:
-    """The training sampler's class distribution (uniform when the checkpoint does not say)."""
-    n_tissues = len(state[CKPT.TISSUES])
-    prior = state.get(CKPT.CLASS_PRIOR)
-    if prior is None:
-        return np.full(n_tissues, 1.0 / n_tissues)
-    prior = np.asarray(prior, dtype=np.float64)
-    return prior / prior.sum()
-
-
-def temperature_of(state: dict[str, Any]) -> float:
-    return float(state.get(CKPT.TEMPERATURE) or 1.0)
-
-
-def calibrated(state: dict[str, Any], logits: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | None]:
-    """(logits', T, bias): the checkpoint's calibration applied so that softmax(logits' / T) is the
-    calibrated posterior. With the bias-corrected calibration of ``tissuebert calibrate``
-    (CKPT.CLASS_BIAS: T' and a per-tissue bias b fitted on held-out reads) logits' = logits + T' b,
-    which removes the model's per-tissue lean from every decision (argmax, per-sample sums, EM);
-    otherwise the plain temperature (1 for an uncalibrated checkpoint) and no bias."""
-    corrected = state.get(CKPT.CLASS_BIAS)
-    if not corrected:
-        return logits, temperature_of(state), None
-    temp = float(corrected["temperature"])
-    bias = np.asarray(corrected["bias"], dtype=np.float64)
-    return (logits + temp * bias[None, :]).astype(logits.dtype), temp, bias
 
 
 @dataclass
@@ -82,20 +40,17 @@ def score_split(state: dict[str, Any], store: Store, split: str, *, name: str = 
                 max_reads_per_sample: int | None = None, seed: int = 0, batch_size: int | None = None,
                 device: str | None = None, precision: str = "auto") -> ScoredSplit:
     """Logits of the checkpoint's model for every (or a fixed random subset of) read of ``split``."""
-    check_compatible(state, tissues=store.tissues, panel_hash=store.panel_hash, path=name)
-    config = checkpoint_config(state, name)
+    checkpoint = Checkpoint(state, name)
+    checkpoint.check_compatible(tissues=store.tissues, panel_hash=store.panel_hash)
+    config = checkpoint.config
     reads = build_eval_reads(store, split, max_reads_per_sample=max_reads_per_sample, seed=seed,
                              min_cpgs=config.data.min_cpgs)
     if reads.n_reads == 0:
         raise StoreError(f"split {split!r} has no reads", path=store.root, hint="choose a split the sample sheet fills")
-    model = model_from_checkpoint(state, name)
-    dev = resolve_device(device)
-    model.to(dev)
-    log.info("scoring %d reads of %d %s samples on %s", reads.n_reads, len(reads.samples), split, dev)
-    with counter(f"scoring {split} reads", reads.n_reads, "reads") as advance:
-        logits = predict_logits(model, TokenTables(store.panel), reads.window_idx, reads.calls,
-                                batch_size=batch_size or config.eval.batch_size, device=dev, precision=precision,
-                                progress=advance)
+    log.info("scoring %d reads of %d %s samples on %s", reads.n_reads, len(reads.samples), split,
+             resolve_device(device))
+    logits = score_rows(checkpoint, store.panel, reads.window_idx, reads.calls, batch_size=batch_size,
+                        device=device, precision=precision, what=f"scoring {split} reads", unit="reads")
     return ScoredSplit(reads, logits)
 
 
@@ -103,7 +58,7 @@ def per_sample_calls(scored: ScoredSplit, tissues: list[str], prior: np.ndarray,
     """File-level calls: the tissue maximising the summed read log-likelihoods (a pure sample's
     maximum-likelihood tissue, prior divided out), and the read majority vote."""
     # log p(read | t) up to a per-read constant: the posterior with the training prior divided out
-    loglik = log_softmax(scored.logits.astype(np.float64) / temperature, axis=1) - np.log(prior)[None, :]
+    loglik = likelihoods_from_logits(scored.logits, prior, temperature)
     preds = scored.logits.argmax(axis=1)
     rows = []
     for pos, rec in enumerate(scored.reads.samples):
@@ -180,10 +135,11 @@ def evaluate_split(checkpoint: str | Path | dict[str, Any], store: str | Path | 
     metrics["logreg"] and the logreg_* columns; metrics["notes"] says plainly when the model's
     balanced accuracy is not above it.
     """
-    state, name = as_state(checkpoint)
+    loaded = Checkpoint.of(checkpoint)
+    state, name = loaded.state, loaded.name
     store = store if isinstance(store, Store) else Store.open(store)
-    tissues = list(state[CKPT.TISSUES])
-    config = checkpoint_config(state, name)
+    tissues = loaded.tissues
+    config = loaded.config
     scored = score_split(state, store, split, name=name, max_reads_per_sample=max_reads_per_sample, seed=seed,
                          batch_size=batch_size, device=device, precision=precision)
     logits, temperature, bias = calibrated(state, scored.logits)
@@ -233,7 +189,7 @@ def evaluate_split(checkpoint: str | Path | dict[str, Any], store: str | Path | 
 
 def _logreg_metrics(store: Store, scored: ScoredSplit, tissues: list[str], config) -> dict | None:
     """The simple rival fit on the store's train split, on the same reads as the model."""
-    from tissuebert.train.logreg import fit_logreg
+    from tissuebert.inference.logreg import fit_logreg
 
     try:
         fit = fit_logreg(store, min_cpgs=config.data.min_cpgs, seed=config.train.seed)

@@ -1,7 +1,9 @@
-"""Training: the loop, checkpoints, metrics and batched inference.
+"""Training: the loop, its run folder, resumption and the learning-rate range test.
 
-``run_training`` is imported lazily so that ``tissuebert.train.checkpoint`` (used by evaluate,
-predict and deconvolve) does not pull in the whole loop.
+Checkpoints, batched inference and the logistic-regression rival live in ``tissuebert.inference``
+and classification metrics in ``tissuebert.metrics``: evaluate, predict and deconvolve use them
+and import nothing from here. ``run_training`` is imported lazily so that importing a submodule
+(``tissuebert.train.state``, say) does not pull in the whole loop.
 """
 
 from __future__ import annotations

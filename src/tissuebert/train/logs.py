@@ -19,7 +19,7 @@ import torch
 
 from tissuebert.atomic import atomic_path
 from tissuebert.constants import RUN
-from tissuebert.train.metrics import per_class_rows, write_confusion
+from tissuebert.metrics import per_class_rows, write_confusion
 
 EPOCH_COLUMNS = ("epoch", "global_step", "train_loss", "train_acc", "val_loss", "val_acc", "val_balanced_acc",
                  "val_macro_f1", "lr", "epoch_s", "elapsed_s", "eta_s", "samples_per_s", "peak_gpu_mem_mb",

@@ -25,14 +25,15 @@ from tissuebert.config import Config, config_to_dict
 from tissuebert.constants import (CKPT, CKPT_BEST_ACC, CKPT_BEST_LOSS, CKPT_EPOCH_FMT, CKPT_LAST, CKPT_MID_EPOCH,
                                   METH_M, METH_NONE, RUN)
 from tissuebert.errors import TissueBertError
+from tissuebert.inference.checkpoint import save_checkpoint
+from tissuebert.inference.device import autocast_context
+from tissuebert.inference.predict import predict_logits
+from tissuebert.metrics import ConfusionAccumulator, metrics_from_confusion
 from tissuebert import progress as progress_lines
 from tissuebert.progress import duration_text, get_logger, make_progress
 from tissuebert.train.batches import BatchStream
-from tissuebert.train.checkpoint import save_checkpoint
 from tissuebert.train.dist import all_gather_cat, all_reduce_sum, barrier, setup_distributed, teardown_distributed
-from tissuebert.train.infer import autocast_context, predict_logits
 from tissuebert.train.logs import RunLogger, peak_cpu_mem_mb, peak_gpu_mem_mb
-from tissuebert.train.metrics import ConfusionAccumulator, metrics_from_confusion
 from tissuebert.train.runlock import RunLock
 from tissuebert.train.setup import Run, setup_run
 from tissuebert.train.signals import LAUNCHER_GONE, StopRequest, requeue_slurm_job, slurm_job_id

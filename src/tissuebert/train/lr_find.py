@@ -19,10 +19,10 @@ from tissuebert.atomic import atomic_path, atomic_write_text, check_output
 from tissuebert.config import Config, dump_config
 from tissuebert.constants import LR_FIND, RUN
 from tissuebert.data.sampler import TrainSampler
+from tissuebert.inference.device import autocast_context, resolve_device
 from tissuebert.model.tissuebert import build_model
 from tissuebert.progress import get_logger, track
 from tissuebert.store.store import Store
-from tissuebert.train.infer import autocast_context
 from tissuebert.train.optim import build_loss, build_optimizer
 from tissuebert.train.state import step_seed
 
@@ -66,7 +66,7 @@ def lr_range_test(config: Config, store: str | Path, out: str | Path, *, steps: 
     cfg = config.train
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device("auto")
     store_ = Store.open(store)
     sampler = TrainSampler(store_, min_cpgs=config.data.min_cpgs, in_memory=config.data.in_memory, seed=cfg.seed,
                            cpg_dropout=config.data.cpg_dropout)

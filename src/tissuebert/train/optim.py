@@ -49,7 +49,7 @@ def panel_max_lr(cfg: TrainConfig, n_windows: int, total_reads: int) -> float:
 
     A table row moves only when its CpG is in the batch, by about lr each time under Adam, so
     the learning rate it needs grows with the panel and shrinks with the reads each window gets;
-    the read-level logistic regression (train/logreg.py) measured the same rule on the demo and
+    the read-level logistic regression (inference/logreg.py) measured the same rule on the demo and
     ``small`` stores. The encoder keeps ``train.max_lr``.
     """
     if cfg.panel_lr is not None:

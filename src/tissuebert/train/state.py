@@ -24,8 +24,8 @@ from tissuebert.atomic import atomic_write_text
 from tissuebert.config import Config, config_to_dict
 from tissuebert.constants import CKPT, CKPT_BEST_ACC, CKPT_BEST_LOSS, CKPT_LAST, CKPT_MID_EPOCH, RUN
 from tissuebert.errors import CheckpointError
+from tissuebert.inference.checkpoint import check_compatible, load_checkpoint
 from tissuebert.progress import get_logger
-from tissuebert.train.checkpoint import check_compatible, load_checkpoint
 
 CKPT_EPOCH_GLOB = "epoch_[0-9][0-9][0-9][0-9].pt"  # constants.CKPT_EPOCH_FMT's names
 

@@ -1,8 +1,11 @@
 """Checkpoints: atomic save, load with clear errors, and checks against a store or panel.
 
-A checkpoint is a dict keyed by ``constants.CKPT``; it carries its config, tissue list, panel
-hash and panel window coordinates so predict/deconvolve need nothing but the checkpoint and
-the reference genome, and so a mismatched input is refused on load.
+On disk a checkpoint is a dict keyed by ``constants.CKPT``; it carries its config, tissue list,
+panel hash and panel window coordinates so predict/deconvolve need nothing but the checkpoint and
+the reference genome, and so a mismatched input is refused on load. :class:`Checkpoint` is the
+typed view inference works with; the functions below it are what training writes and resumes
+with. The module lives in ``inference/`` because rebuilding the model from its config is all
+inference needs, and it must never pull in the training loop (nanoGPT's ``sample.py`` rule).
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import io
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +28,56 @@ from tissuebert.errors import CheckpointError
 from tissuebert.model.tissuebert import TissueBERT, build_model
 
 REQUIRED_KEYS = (CKPT.MODEL, CKPT.CONFIG, CKPT.TISSUES, CKPT.PANEL_HASH, CKPT.EPOCH, CKPT.GLOBAL_STEP)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint: its on-disk dict and the name its errors give (the path, usually).
+
+    The dict stays the format (old checkpoints load unchanged, and the training code writes and
+    resumes from plain dicts); this class only gathers what inference asks of it in one place.
+    """
+
+    state: dict[str, Any]
+    """The dict ``torch.save`` wrote, keyed by ``constants.CKPT``."""
+    name: str = "checkpoint"
+    """What messages call it: the file it came from, or "checkpoint"."""
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Checkpoint":
+        return cls(load_checkpoint(path), str(path))
+
+    @classmethod
+    def of(cls, source: "str | Path | dict[str, Any] | Checkpoint", name: str | None = None) -> "Checkpoint":
+        """A Checkpoint from a path (loaded), a loaded dict or a Checkpoint (returned as it is)."""
+        if isinstance(source, Checkpoint):
+            return source
+        if isinstance(source, dict):
+            return cls(source, name or "checkpoint")
+        return cls.load(source)
+
+    def save(self, path: str | Path, *, before_rename: Callable[[], None] | None = None) -> None:
+        save_checkpoint(path, self.state, before_rename=before_rename)
+
+    @property
+    def tissues(self) -> list[str]:
+        return list(self.state[CKPT.TISSUES])
+
+    @property
+    def panel_hash(self) -> str:
+        return str(self.state[CKPT.PANEL_HASH])
+
+    @cached_property
+    def config(self) -> Config:
+        """The resolved config the model was trained with (validated once, then kept)."""
+        return checkpoint_config(self.state, self.name)
+
+    def check_compatible(self, *, tissues: list[str], panel_hash: str, against: str = "store") -> None:
+        check_compatible(self.state, tissues=tissues, panel_hash=panel_hash, path=self.name, against=against)
+
+    def model(self) -> TissueBERT:
+        """A fresh model rebuilt from the config and loaded with the weights, in eval mode, on the CPU."""
+        return model_from_checkpoint(self.state, self.name)
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any], *,

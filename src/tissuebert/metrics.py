@@ -5,6 +5,9 @@ Everything is derived from one confusion matrix so that a DDP run can reduce a s
 Conventions: rows are true classes, columns predictions; a class's "accuracy" is its recall;
 balanced accuracy and macro F1 average over classes present in the targets (support > 0), so
 a tissue absent from a split does not count as a failure.
+
+A top-level module, like config and constants: the training loop (validation) and evaluate both
+score classifications, and evaluate must not import the training code.
 """
 
 from __future__ import annotations

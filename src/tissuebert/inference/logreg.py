@@ -1,5 +1,8 @@
 """Fit the simple rival (model/logreg.py) on a store split, with the transformer's own sampler.
 
+It lives beside inference, not in ``train/``: evaluate, deconvolve and the benchmark fit it on
+demand to score the same reads as the model, and none of them may import the training code.
+
 Micro-batch k is drawn exactly as the training loop draws micro-batch k of a run with batch
 ``batch_size``, accumulation 1 and one process (epoch ``k // steps_per_epoch``, step
 ``k % steps_per_epoch`` of :class:`~tissuebert.data.sampler.TrainSampler`, no CpG dropout), so
@@ -47,7 +50,7 @@ from tissuebert.progress import get_logger
 from tissuebert.store.panel import Panel
 from tissuebert.store.store import Store
 
-log = get_logger("train.logreg")
+log = get_logger("logreg")
 
 LR_SCALE = 2.0  # lr=None: lr = LR_SCALE / (steps a window is drawn in) (see auto_lr) ...
 LR_RANGE = (1e-4, 0.1)  # ... clipped to this range
