@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from tests.support import tinystore
 from tissuebert.data.tokens import TokenTables
 from tissuebert.errors import ConfigError
 from tissuebert.model.tissuebert import TissueBERT
 from tissuebert.store.sample import pack_calls
 from tissuebert.train import infer
 from tissuebert.train.infer import inference_chunk, native_bf16, predict_logits, resolve_precision
-
-import tinystore
 
 
 def _reads(n: int, seed: int = 0):

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tissuebert.config import PRESETS, Config, load_config
+from tissuebert.config import PRESETS
 from tissuebert.errors import TissueBertError
 
 PresetOpt = Annotated[str, typer.Option("--preset", help=f"Config preset: {', '.join(PRESETS)}.")]
@@ -15,10 +15,6 @@ ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="YAML config
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override one key, e.g. --set train.epochs=3 (repeatable).")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output directory.")]
-
-
-def resolve_config(preset: str, config_file: Path | None, overrides: list[str] | None) -> Config:
-    return load_config(preset, config_file, overrides)
 
 
 def require_at_least(value: int | float | None, minimum: int | float, flag: str) -> None:

@@ -26,7 +26,6 @@ _CODE = np.full(256, 255, dtype=np.uint8)
 _CODE[ord(PAT_METHYLATED)] = METH_M
 _CODE[ord(PAT_UNMETHYLATED)] = METH_U
 _CODE[ord(PAT_UNKNOWN)] = METH_NONE
-_CHAR = {METH_M: PAT_METHYLATED, METH_U: PAT_UNMETHYLATED, METH_NONE: PAT_UNKNOWN}
 
 PatLine = tuple[str, int, str, int, int | None]  # chrom, first CpG index, pattern, count, line
 
@@ -45,10 +44,6 @@ def pattern_matrix(patterns: list[str]) -> tuple[np.ndarray, np.ndarray]:
     width = int(lengths.max()) if len(patterns) else 1
     raw = np.frombuffer("".join(p.ljust(width, PAT_UNKNOWN) for p in patterns).encode("ascii"), dtype=np.uint8)
     return _CODE[raw].reshape(len(patterns), width), lengths
-
-
-def codes_pattern(codes: np.ndarray) -> str:
-    return "".join(_CHAR[int(c)] for c in codes)
 
 
 def _parse(line: str, path: Path, line_no: int | None) -> PatLine:

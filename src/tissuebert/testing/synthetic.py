@@ -104,5 +104,5 @@ def build_marker_store(root: str | Path, *, tissues: tuple[str, ...] = ("blood",
                            calls=pack_calls(calls, panel.call_bytes))
                 sample_ids.append(sid)
     assemble_manifest(root, tissues=list(tissues), sample_ids=sample_ids, min_cpgs=1,
-                      provenance={"generator": "tissuebert.data.synthetic.build_marker_store", "seed": seed})
+                      provenance={"generator": "tissuebert.testing.synthetic.build_marker_store", "seed": seed})
     return Store.open(root)
