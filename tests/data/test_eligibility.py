@@ -21,8 +21,9 @@ from tissuebert.data.eligibility import calls_in_window
 from tissuebert.data.eval_set import build_eval_reads
 from tissuebert.data.sampler import TrainSampler
 from tissuebert.store.builder import add_sample, assemble_manifest, ensure_panel
+from tissuebert.store.manifest import SampleRecord
 from tissuebert.store.sample import pack_calls
-from tissuebert.store.store import SampleRecord, Store
+from tissuebert.store.store import Store
 
 MIN_CPGS = 3
 KINDS = (1, 2, 3, 4, 6)

@@ -23,8 +23,8 @@ from tissuebert.prepare.project import PanelIndex
 from tissuebert.prepare.reads import ReadFilters, read_sample_windows
 from tissuebert.progress import get_logger, track
 from tissuebert.store.builder import add_sample, assemble_manifest, ensure_panel
+from tissuebert.store.manifest import SampleRecord, default_provenance
 from tissuebert.store.panel import Panel
-from tissuebert.store.store import SampleRecord, default_provenance
 from tissuebert.store.validate import validate_store
 
 log = get_logger("prepare")

@@ -17,9 +17,10 @@ import numpy as np
 from tissuebert.constants import WINDOW_BP
 from tissuebert.prepare.encode import cpg_offsets, window_tokens
 from tissuebert.store.builder import add_sample, assemble_manifest, ensure_panel
+from tissuebert.store.manifest import SampleRecord
 from tissuebert.store.panel import Panel
 from tissuebert.store.sample import pack_calls
-from tissuebert.store.store import SampleRecord, Store
+from tissuebert.store.store import Store
 
 DEFAULT_SPLITS = {"train": 2, "val": 1, "test": 1}
 
