@@ -96,9 +96,6 @@ SPLITS = ("train", "val", "test")
 # Sample sheet columns (TSV with header)
 SHEET_COLUMNS = ("sample_id", "tissue", "split", "path", "format")
 SHEET_OPTIONAL = ("donor",)
-INPUT_FORMATS = ("pat", "bismark", "bwameth", "mmml", "bedmethyl", "cov", "beta")
-BAM_FORMATS = ("bismark", "bwameth", "mmml")  # the formats read from alignments (fragments, not per-CpG counts)
-ORDINAL_FORMATS = ("pat", "beta")  # formats in CpG-index coordinates: read through the CpG index
 PROVENANCE_WARNINGS = "warnings"  # provenance key: what prepare found suspicious but not fatal
 
 # --------------------------------------------------------------------------------------------

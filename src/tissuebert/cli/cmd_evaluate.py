@@ -9,6 +9,7 @@ import typer
 
 from tissuebert.cli.common import ForceOpt, require_at_least
 from tissuebert.errors import TissueBertError
+from tissuebert.io.formats import INPUT_FORMATS
 
 CheckpointOpt = Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint .pt (e.g. RUN/checkpoints/best_acc.pt).")]
 StoreOpt = Annotated[Path, typer.Option("--store", help="Store directory built by `tissuebert prepare`.")]
@@ -17,7 +18,7 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when availa
 PrecisionOpt = Annotated[str, typer.Option("--precision", help="Inference precision: auto (bf16 where the device multiplies bf16 natively: CUDA, AMX / AVX512-BF16 CPUs; else fp32), fp32, bf16 or fp16.")]
 MaxReadsOpt = Annotated[Optional[int], typer.Option("--max-reads-per-sample", help="Score a fixed random subset of at most this many reads per sample (default: all).")]
 InputOpt = Annotated[Optional[Path], typer.Option("--input", "-i", help="Sample file: .pat.gz, BAM, bedMethyl, .cov or .beta.")]
-FormatOpt = Annotated[Optional[str], typer.Option("--format", help="Input format (pat, bismark, bwameth, mmml, bedmethyl, cov, beta); default from the file name.")]
+FormatOpt = Annotated[Optional[str], typer.Option("--format", help=f"Input format ({', '.join(INPUT_FORMATS)}); default from the file name.")]
 CpgIndexOpt = Annotated[Optional[Path], typer.Option("--cpg-index", help="wgbs_tools CpG.bed.gz of the reference (for .pat/.beta inputs).")]
 ReferenceOpt = Annotated[Optional[Path], typer.Option("--reference", help="Reference FASTA the model was trained on (rebuilds its panel).")]
 SampleOpt = Annotated[Optional[str], typer.Option("--sample", help="Use this store sample's reads instead of --input.")]

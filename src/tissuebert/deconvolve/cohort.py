@@ -20,7 +20,7 @@ import numpy as np
 from tissuebert import __version__
 from tissuebert.atomic import atomic_dir
 from tissuebert.config import Config, dump_config
-from tissuebert.constants import CKPT, ORDINAL_FORMATS, OUT
+from tissuebert.constants import CKPT, OUT
 from tissuebert.deconvolve.baselines import build_references
 from tissuebert.deconvolve.inputs import InputSpec
 from tissuebert.deconvolve.output import (
@@ -34,6 +34,7 @@ from tissuebert.deconvolve.sample import SampleInput, _atlas_uxm, _no_cpg_index,
 from tissuebert.deconvolve.warnings import result_warnings
 from tissuebert.errors import TissueBertError
 from tissuebert.evaluate.evaluate import resolve_device
+from tissuebert.io.formats import ORDINAL_FORMATS
 from tissuebert.progress import get_logger
 from tissuebert.store.panel import Panel
 from tissuebert.store.store import Store

@@ -9,8 +9,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tissuebert.constants import INPUT_FORMATS
 from tissuebert.errors import InputFormatError, TissueBertError, require_file
+from tissuebert.io.formats import INPUT_FORMATS
 
 # longest first, so that "x.pat.gz" loses ".pat.gz", not ".gz"
 _SUFFIXES = (".bedmethyl.gz", ".pat.gz", ".bed.gz", ".cov.gz", ".bedmethyl", ".pat", ".bam", ".bed", ".cov",

@@ -16,7 +16,7 @@ import pysam
 
 from tissuebert.constants import METH_M, METH_NONE, METH_U, PAT_METHYLATED, PAT_UNKNOWN, PAT_UNMETHYLATED
 from tissuebert.errors import InputFormatError, require_file
-from tissuebert.io.bed import open_text, tabix_index
+from tissuebert.io.text import open_text, tabix_index
 
 # A read is fetched by the index of its first CpG, so reads starting before a range are found by
 # fetching this many CpGs earlier (wgbs_tools uses a similar look-back). Longer reads need streaming.
