@@ -25,9 +25,9 @@ import h5py
 import numpy as np
 
 from tissuebert.constants import STORE
-from tissuebert.data.reference import ItemDataset
 from tissuebert.data.sampler import TrainSampler, batch_rng
-from tissuebert.data.synthetic import build_marker_store
+from tissuebert.testing.reference import ItemDataset
+from tissuebert.testing.synthetic import build_marker_store
 
 
 def reads_per_second(fn, reads_per_call: int, seconds: float, repeats: int = 5) -> float:

@@ -24,8 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests" / "markers"))
 
 
 def run_markers(args: list[str]) -> tuple[float, float]:
@@ -63,9 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
 
-    from markerhelpers import blocks_from_truth
-
     from tissuebert.simulate import simulate_cohort
+    from tissuebert.testing.blocks import blocks_from_truth
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -121,8 +121,8 @@ def beta_from_pat(tmp: Path) -> Path:
 
 
 def run_one(fmt: str, repeat: int) -> dict:
-    from tissuebert.io.bwameth import consensus_reference, cpg_positions
     from tissuebert.prepare import read_sample_windows
+    from tissuebert.testing.bwameth import consensus_reference, cpg_positions
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from ci import on_ci
 
+from tests.support.ci import on_ci
 from tissuebert.constants import ENV_SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[1]

@@ -27,8 +27,7 @@ DNA_VOCAB = len(KMERS) + DNA_KMER_OFFSET  # 66
 METH_U = 0  # unmethylated call (T in a .pat pattern)
 METH_M = 1  # methylated call (C in a .pat pattern)
 METH_NONE = 2  # no CpG at this token, or the read gives no call there
-METH_PAD = 3
-METH_VOCAB = 4
+METH_VOCAB = 4  # the three codes above and one row no read writes: the embedding shape checkpoints carry
 
 # .pat pattern characters (wgbs_tools): C methylated, T unmethylated, . unknown
 PAT_METHYLATED = "C"
@@ -38,7 +37,6 @@ PAT_UNKNOWN = "."
 # Calls are stored 2 bits per CpG, 4 CpGs per byte, CpG j in byte j // 4 at bit 2 * (j % 4).
 CALL_BITS = 2
 CALLS_PER_BYTE = 4
-PACKED_EMPTY_BYTE = 0b10101010  # four METH_NONE codes
 
 # --------------------------------------------------------------------------------------------
 # Store layout (docs/store_format.md is the spec)
@@ -92,30 +90,12 @@ MANIFEST = SimpleNamespace(
     SAMPLES="samples",
     PROVENANCE="provenance",
 )
-SAMPLE = SimpleNamespace(
-    ID="sample_id",
-    TISSUE="tissue",
-    TISSUE_ID="tissue_id",
-    SPLIT="split",
-    DONOR="donor",
-    FORMAT="format",
-    SOURCE="source",
-    FILE="file",
-    N_READS="n_reads",
-    N_WINDOWS="n_windows_covered",
-    PSEUDO="pseudo_reads",
-    SHA256="sha256",
-    ORIGINAL_LABEL="original_label",
-)
 
 SPLITS = ("train", "val", "test")
 
 # Sample sheet columns (TSV with header)
 SHEET_COLUMNS = ("sample_id", "tissue", "split", "path", "format")
 SHEET_OPTIONAL = ("donor",)
-INPUT_FORMATS = ("pat", "bismark", "bwameth", "mmml", "bedmethyl", "cov", "beta")
-BAM_FORMATS = ("bismark", "bwameth", "mmml")  # the formats read from alignments (fragments, not per-CpG counts)
-ORDINAL_FORMATS = ("pat", "beta")  # formats in CpG-index coordinates: read through the CpG index
 PROVENANCE_WARNINGS = "warnings"  # provenance key: what prepare found suspicious but not fatal
 
 # --------------------------------------------------------------------------------------------

@@ -7,21 +7,18 @@ trained model deconvolves is checked on the tiny store (tests/deconvolve) and by
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evaluate"))
-import tinystore  # noqa: E402
-
-from tissuebert.model.tissuebert import build_model  # noqa: E402
-from tissuebert.prepare import prepare_store  # noqa: E402
-from tissuebert.simulate import simulate_cohort  # noqa: E402
-from tissuebert.store.store import Store  # noqa: E402
-from tissuebert.inference.checkpoint import save_checkpoint  # noqa: E402
+from tests.support import tinystore
+from tissuebert.inference.checkpoint import save_checkpoint
+from tissuebert.model.tissuebert import build_model
+from tissuebert.prepare import prepare_store
+from tissuebert.simulate import simulate_cohort
+from tissuebert.store.store import Store
 
 SIM_TISSUES = ["Blood-Granul", "Blood-T", "Liver-Hep", "Lung-Ep-Alveo"]
 

@@ -21,12 +21,10 @@ from pathlib import Path
 import pysam
 import pytest
 
-TESTS = Path(__file__).resolve().parents[1]
-for sub in ("evaluate", "prepare"):
-    sys.path.insert(0, str(TESTS / sub))
-from bam_builder import HEADER, bisulfite_read, make_read  # noqa: E402
-from tiny import CPG_C, write_tiny  # noqa: E402
+from tests.support.bam_builder import HEADER, bisulfite_read, make_read
+from tests.support.tiny import CPG_C, write_tiny
 
+TESTS = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 SRC = TESTS.parent / "src"
 
@@ -73,7 +71,7 @@ def _store_with_model(root: Path, *, legacy: bool = False):
     """The tiny .pat store (4 samples) and an untrained 1-layer model on it."""
     import torch
 
-    from tinystore import checkpoint_state, tiny_config
+    from tests.support.tinystore import checkpoint_state, tiny_config
     from tissuebert.cli.app import main
     from tissuebert.constants import CKPT, COORDS
     from tissuebert.model.tissuebert import build_model

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from ci import on_ci
+
+from tests.support.ci import on_ci
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 

@@ -12,9 +12,10 @@ from tissuebert.data.tokens import TokenTables
 from tissuebert.errors import StoreError
 from tissuebert.prepare.encode import cpg_offsets, window_tokens
 from tissuebert.store.builder import add_sample, assemble_manifest, ensure_panel
+from tissuebert.store.manifest import SampleRecord
 from tissuebert.store.panel import Panel, read_panel
 from tissuebert.store.sample import pack_calls, read_sample, unpack_calls
-from tissuebert.store.store import SampleRecord, Store
+from tissuebert.store.store import Store
 from tissuebert.store.validate import validate_store
 
 

@@ -20,16 +20,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.tiny import write_tiny
+from tests.support.tinystore import tiny_cohort
+from tests.support.trainhelpers import FAST, sets
+from tissuebert.cli.app import main
+from tissuebert.errors import from_os_error, public_path
+
 TESTS = Path(__file__).resolve().parents[1]
-for sub in ("evaluate", "prepare", "train"):
-    sys.path.insert(0, str(TESTS / sub))
-from tinystore import tiny_cohort  # noqa: E402
-from tiny import write_tiny  # noqa: E402
-from trainhelpers import FAST, sets  # noqa: E402
-
-from tissuebert.cli.app import main  # noqa: E402
-from tissuebert.errors import from_os_error, public_path  # noqa: E402
-
 SRC = TESTS.parent / "src"
 COMMANDS = ["prepare", "train", "evaluate", "predict", "deconvolve", "benchmark", "simulate"]
 

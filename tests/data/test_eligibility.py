@@ -11,22 +11,19 @@ Store layout (the tiny panel: 12 windows of 6 CpGs). Each sample holds 60 reads,
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evaluate"))
-import tinystore  # noqa: E402
-
-from tissuebert.constants import METH_M, METH_NONE, METH_U  # noqa: E402
-from tissuebert.data.eligibility import calls_in_window  # noqa: E402
-from tissuebert.data.eval_set import build_eval_reads  # noqa: E402
-from tissuebert.data.sampler import TrainSampler  # noqa: E402
-from tissuebert.store.builder import add_sample, assemble_manifest, ensure_panel  # noqa: E402
-from tissuebert.store.sample import pack_calls  # noqa: E402
-from tissuebert.store.store import SampleRecord, Store  # noqa: E402
+from tests.support import tinystore
+from tissuebert.constants import METH_M, METH_NONE, METH_U
+from tissuebert.data.eligibility import calls_in_window
+from tissuebert.data.eval_set import build_eval_reads
+from tissuebert.data.sampler import TrainSampler
+from tissuebert.store.builder import add_sample, assemble_manifest, ensure_panel
+from tissuebert.store.manifest import SampleRecord
+from tissuebert.store.sample import pack_calls
+from tissuebert.store.store import Store
 
 MIN_CPGS = 3
 KINDS = (1, 2, 3, 4, 6)

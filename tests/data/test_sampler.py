@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from tissuebert.constants import METH_NONE
-from tissuebert.data.reference import ItemDataset, reference_batch
 from tissuebert.data.sampler import TrainSampler
-from tissuebert.data.synthetic import build_marker_store
 from tissuebert.store.sample import unpack_calls
+from tissuebert.testing.reference import ItemDataset, reference_batch
+from tissuebert.testing.synthetic import build_marker_store
 
 
 @pytest.fixture(scope="module")

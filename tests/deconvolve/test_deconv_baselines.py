@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.support import tinystore
 from tissuebert.cli.app import main
 from tissuebert.constants import OUT
 from tissuebert.deconvolve import build_references, marker_counts, nnls_mixture, nnls_proportions, uxm_proportions
@@ -12,7 +13,6 @@ from tissuebert.deconvolve.atlas_io import pat_marker_counts, read_beta_csv, rea
 from tissuebert.deconvolve.output import read_proportions_tsv
 from tissuebert.store.sample import pack_calls
 
-import tinystore
 
 # examples.csv column -> true proportions (its column names state them)
 MOSS_MIXTURES = {

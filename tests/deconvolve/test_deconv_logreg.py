@@ -5,20 +5,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from tests.support import tinystore
 from tissuebert.cli.app import main
 from tissuebert.constants import METH_M, METH_U, OUT
-from tissuebert.data.synthetic import build_marker_store, marker_beta_matrix, simulate_reads
 from tissuebert.deconvolve import em_proportions
 from tissuebert.deconvolve.output import read_proportions_tsv
 from tissuebert.deconvolve.run import logreg_loglik, proportions_from_loglik
 from tissuebert.store.sample import pack_calls
 from tissuebert.inference.logreg import fit_logreg
-
-import tinystore
+from tissuebert.testing.synthetic import build_marker_store, marker_beta_matrix, simulate_reads
 
 
 def test_logreg_em_recovers_a_known_mixture_where_it_is_the_true_model(tmp_path):
-    # Independent per-CpG calls (data/synthetic.py): log p(read | t) is exactly linear in the
+    # Independent per-CpG calls (testing/synthetic.py): log p(read | t) is exactly linear in the
     # (CpG, call) one-hot, so logreg is the right model family and its EM must match the closed-form
     # oracle's. An under-fit logreg (flat likelihoods) fails this: it gave 0.00/1.00 before the
     # temperature and the current lr rule.

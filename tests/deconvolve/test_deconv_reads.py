@@ -6,14 +6,13 @@ import gzip
 
 import numpy as np
 
+from tests.support import tinystore
 from tissuebert.cli.app import main
 from tissuebert.constants import OUT
 from tissuebert.deconvolve import deconvolve_reads, em_proportions
 from tissuebert.deconvolve.output import read_proportions_tsv
 from tissuebert.store.sample import pack_calls
 from tissuebert.inference.checkpoint import load_checkpoint
-
-import tinystore
 
 
 def test_model_em_tracks_the_oracle_and_beats_mean_posterior(tiny):

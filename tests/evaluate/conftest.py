@@ -1,10 +1,10 @@
-"""Fixtures of the evaluate tests: the tiny store and checkpoints of tinystore.py."""
+"""Fixtures of the evaluate tests: the tiny store and checkpoints of tests/support/tinystore.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from tinystore import TinyCohort, tiny_cohort
+from tests.support.tinystore import TinyCohort, tiny_cohort
 
 
 @pytest.fixture(scope="session")

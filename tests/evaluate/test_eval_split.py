@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.support import tinystore
 from tissuebert.cli.app import main
 from tissuebert.constants import CKPT, OUT
 from tissuebert.data.eval_set import build_eval_reads
@@ -15,8 +16,6 @@ from tissuebert.data.tokens import TokenTables
 from tissuebert.evaluate import evaluate_split
 from tissuebert.store.sample import unpack_calls
 from tissuebert.inference.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-
-import tinystore
 
 
 def _read_tsv(path):

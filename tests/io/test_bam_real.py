@@ -9,7 +9,7 @@ import pysam
 import pytest
 
 from tissuebert.io.bam import bisulfite_calls, rebuild_reference
-from tissuebert.io.bwameth import region_calls
+from tissuebert.testing.bwameth import region_calls
 
 pytestmark = pytest.mark.shared_data
 

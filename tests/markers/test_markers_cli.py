@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from markerhelpers import blocks_from_truth
 
 from tissuebert.cli.app import main
 from tissuebert.io.sheet import shipped_file
@@ -14,6 +13,7 @@ from tissuebert.markers.truth import score_panel
 from tissuebert.simulate import simulate_cohort
 from tissuebert.simulate.truth import load_truth
 from tissuebert.store.store import Store
+from tissuebert.testing.blocks import blocks_from_truth
 
 
 def _groups(classes):

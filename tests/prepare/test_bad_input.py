@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from test_cli_prepare import prepare_args
-from tiny import write_tiny
 
+from tests.support.tiny import write_tiny
 from tissuebert.cli.app import main
 
 

@@ -13,9 +13,9 @@ r6 95-135 duplicate    M     M     M                          -> dropped
 from __future__ import annotations
 
 import pytest
-from bam_builder import bisulfite_read, make_read, write_bam
-from tiny import write_tiny
 
+from tests.support.bam_builder import bisulfite_read, make_read, write_bam
+from tests.support.tiny import write_tiny
 from tissuebert.cli.app import main
 from tissuebert.prepare import ReadFilters, build_panel, read_sample_windows
 from tissuebert.store.sample import unpack_calls
@@ -146,7 +146,7 @@ def test_wrong_bam_flavour_is_named(tiny, tmp_path):
 def _mm_read(name, start, length, mm, ml, *, flag=0):
     import array
 
-    from tiny import chr1_seq
+    from tests.support.tiny import chr1_seq
 
     seq = chr1_seq()[start:start + length]  # native DNA: no conversion
     return lambda h: make_read(name, start, seq, flag=flag, tags={"MM": mm, "ML": array.array("B", ml)}, header=h)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from tiny import write_tiny
 
+from tests.support.tiny import write_tiny
 from tissuebert.cli.app import main
 from tissuebert.constants import STORE
 from tissuebert.store.sample import unpack_calls

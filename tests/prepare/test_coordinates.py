@@ -4,16 +4,15 @@ chromosome's CpG indices, and .pat inputs of predict without --cpg-index."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pysam
 import pytest
-from bam_builder import HEADER, bisulfite_read, make_read
 from test_cli_prepare import _two_sample_sheet, prepare_args
-from tiny import CPG_C, CPG_ORD, chr1_seq, write_tiny
 
+from tests.support.bam_builder import HEADER, bisulfite_read, make_read
+from tests.support.tiny import CPG_C, CPG_ORD, chr1_seq, write_tiny
 from tissuebert.cli.app import main
 from tissuebert.constants import CKPT, COORDS
 from tissuebert.errors import InputFormatError
@@ -157,9 +156,7 @@ def test_rebuilt_panel_uses_and_checks_the_models_cpg_indices(tmp_path):
 
 
 def _checkpoint(store_root: Path, out: Path, *, legacy: bool = False) -> Path:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evaluate"))
-    from tinystore import checkpoint_state, tiny_config
-
+    from tests.support.tinystore import checkpoint_state, tiny_config
     from tissuebert.model.tissuebert import build_model
     from tissuebert.inference.checkpoint import save_checkpoint
 

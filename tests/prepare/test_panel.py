@@ -6,8 +6,8 @@ import re
 
 import numpy as np
 import pytest
-from tiny import CPG_C, CPG_ORD, WIN_START, chr1_seq, write_tiny
 
+from tests.support.tiny import CPG_C, CPG_ORD, WIN_START, chr1_seq, write_tiny
 from tissuebert.constants import DNA_KMER_OFFSET, KMERS
 from tissuebert.prepare import build_panel, panel_from_coordinates, tile_region
 

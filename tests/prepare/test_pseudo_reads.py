@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tiny import write_tiny
 
+from tests.support.tiny import write_tiny
 from tissuebert.prepare import build_panel, read_sample_windows
 from tissuebert.store.sample import unpack_calls
 

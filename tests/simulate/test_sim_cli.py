@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from simtools import read_pat
+from tests.support.simtools import read_pat
 from tissuebert.cli.app import main
 from tissuebert.simulate import load_truth
 

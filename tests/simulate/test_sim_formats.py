@@ -9,7 +9,7 @@ from collections import Counter
 
 import pysam
 
-from simtools import expand_pat, read_pat
+from tests.support.simtools import expand_pat, read_pat
 from tissuebert.constants import SHEET_COLUMNS, WINDOW_BP
 from tissuebert.simulate import load_truth
 

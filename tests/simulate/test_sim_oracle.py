@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from simtools import oracle_mixture, pat_to_arrays, read_pat
+from tests.support.simtools import oracle_mixture, pat_to_arrays, read_pat
 from tissuebert.constants import WINDOW_BP
 from tissuebert.simulate import load_truth, oracle_loglik, oracle_posterior
 from tissuebert.simulate.reads import CALL_M, CALL_NONE, ReadSimulator

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simtools import pat_to_arrays, read_pat
+from tests.support.simtools import pat_to_arrays, read_pat
 from tissuebert.simulate import load_truth
 from tissuebert.simulate.cohort import design_samples
 from tissuebert.simulate.markers import assign_states

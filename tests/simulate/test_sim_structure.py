@@ -10,7 +10,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from simtools import oracle_mixture, pat_to_arrays, read_pat
+from tests.support.simtools import oracle_mixture, pat_to_arrays, read_pat
 from tissuebert.errors import ConfigError
 from tissuebert.simulate import load_truth, oracle_loglik
 from tissuebert.simulate.cohort import _build_truth

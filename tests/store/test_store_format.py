@@ -38,12 +38,7 @@ def test_sample_file_sorted_contiguous_and_memory_mappable(tmp_path):
 
 @pytest.fixture
 def store(tmp_path):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parents[1] / "prepare"))
-    from tiny import write_tiny
-
+    from tests.support.tiny import write_tiny
     from tissuebert.prepare import prepare_store
 
     files = write_tiny(tmp_path / "in")

@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
+from tests.support.tiny import write_tiny
 from tissuebert.cli.app import main
 from tissuebert.constants import DNA_VOCAB, N_TOKENS, STORE
 from tissuebert.errors import StoreError
 from tissuebert.store.panel import read_panel
 from tissuebert.store.validate import validate_store
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "prepare"))
-from tiny import write_tiny  # noqa: E402
 
 
 @pytest.fixture(scope="module")

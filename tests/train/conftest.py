@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from tissuebert.data.synthetic import build_marker_store
-
-from trainhelpers import N_WINDOWS
+from tests.support.trainhelpers import N_WINDOWS
+from tissuebert.testing.synthetic import build_marker_store
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 
+from tests.support.trainhelpers import FAST, sets
 from tissuebert.cli.app import main
 from tissuebert.constants import CKPT, RUN
 from tissuebert.data.features import cpg_call_features
@@ -20,7 +21,6 @@ from tissuebert.data.sampler import TrainSampler, batch_rng
 from tissuebert.store.store import Store
 from tissuebert.inference.checkpoint import load_checkpoint
 
-from trainhelpers import FAST, sets
 
 pytestmark = pytest.mark.slow  # end to end: deselected by `make test-fast`
 

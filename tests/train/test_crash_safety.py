@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 import torch
 
+from tests.support.trainhelpers import FAST, sets
 from tissuebert.cli.app import main
 from tissuebert.constants import CKPT, RUN
 from tissuebert.inference.checkpoint import load_checkpoint
 from tissuebert.train.loop import ENV_FAULT_KILL
 
-from trainhelpers import FAST, sets
 
 pytestmark = pytest.mark.slow  # end to end: deselected by `make test-fast`
 

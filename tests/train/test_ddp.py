@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.support.trainhelpers import FAST, sets
 from tissuebert.constants import CKPT, RUN
 from tissuebert.data.eval_set import build_eval_reads
 from tissuebert.data.tokens import TokenTables
@@ -24,7 +25,6 @@ from tissuebert.train.loop import ENV_FAULT_SIGNAL
 from tissuebert.metrics import classification_metrics
 from tissuebert.train.runlock import RunLock
 
-from trainhelpers import FAST, sets
 
 pytestmark = pytest.mark.slow  # end to end: deselected by `make test-fast`
 

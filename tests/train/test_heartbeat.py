@@ -9,12 +9,11 @@ import re
 
 import pytest
 
+from tests.support.trainhelpers import FAST, sets
 from tissuebert import progress
 from tissuebert.cli.app import main
 from tissuebert.constants import RUN
 from tissuebert.train import loop
-
-from trainhelpers import FAST, sets
 
 
 @pytest.mark.slow

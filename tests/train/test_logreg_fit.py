@@ -3,21 +3,17 @@ batches, and saves / refuses like a checkpoint."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evaluate"))
-import tinystore  # noqa: E402
-
-from tissuebert.data.eval_set import build_eval_reads  # noqa: E402
-from tissuebert.data.sampler import TrainSampler  # noqa: E402
-from tissuebert.errors import CheckpointError  # noqa: E402
-from tissuebert.store.sample import unpack_calls  # noqa: E402
-from tissuebert.inference import logreg  # noqa: E402
+from tests.support import tinystore
+from tissuebert.data.eval_set import build_eval_reads
+from tissuebert.data.sampler import TrainSampler
+from tissuebert.errors import CheckpointError
+from tissuebert.inference import logreg
+from tissuebert.store.sample import unpack_calls
 
 
 @pytest.fixture(scope="module")

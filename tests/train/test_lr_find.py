@@ -8,11 +8,10 @@ import json
 import numpy as np
 import pytest
 
+from tests.support.trainhelpers import FAST, sets
 from tissuebert.cli.app import main
 from tissuebert.constants import LR_FIND
 from tissuebert.train.lr_find import suggest_lr
-
-from trainhelpers import FAST, sets
 
 
 def test_suggestion_is_steepest_descent_over_three():

@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.support.trainhelpers import FAST, sets
 from tissuebert.cli.app import main
 from tissuebert.config import load_config
 from tissuebert.constants import METH_M, METH_NONE, RUN
@@ -23,8 +24,6 @@ from tissuebert.errors import ConfigError
 from tissuebert.model.tissuebert import TissueBERT
 from tissuebert.train.loop import _forward_loss, mask_calls
 from tissuebert.train.state import Position
-
-from trainhelpers import FAST, sets
 
 
 def test_masking_hides_only_calls_at_the_asked_rate():

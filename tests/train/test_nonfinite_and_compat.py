@@ -7,12 +7,12 @@ import math
 
 import torch
 
+from tests.support.trainhelpers import FAST, sets
 from tissuebert.cli.app import main
 from tissuebert.constants import CKPT, RUN
 from tissuebert.inference.checkpoint import load_checkpoint
 from tissuebert.train.loop import ENV_FAULT_NAN
 
-from trainhelpers import FAST, sets
 
 ARGS = sets(*FAST, "train.epochs=1", "train.steps_per_epoch=8", "train.log_every=1")
 
@@ -88,7 +88,7 @@ def test_bf16_and_fp16_on_cpu(marker_store, tmp_path, monkeypatch):
 
 
 def test_checkpoint_of_other_panel_is_refused(marker_store, tmp_path, capsys):
-    from tissuebert.data.synthetic import build_marker_store
+    from tissuebert.testing.synthetic import build_marker_store
 
     same_tissues = build_marker_store(tmp_path / "panel2", tissues=("meth", "unmeth"), n_windows=8,
                                       reads_per_sample=50, seed=21)

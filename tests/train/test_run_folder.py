@@ -11,11 +11,11 @@ import os
 import pytest
 import torch
 
+from tests.support.trainhelpers import FAST, sets
 from tissuebert.cli.app import main
 from tissuebert.constants import CKPT, RUN
 from tissuebert.inference.checkpoint import load_checkpoint
 
-from trainhelpers import FAST, sets
 
 SHORT = ("train.epochs=1", "train.steps_per_epoch=5", "train.log_every=1")
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.trainhelpers import FAST, sets
 from tissuebert.constants import CKPT, RUN
 from tissuebert.inference.checkpoint import load_checkpoint
 
-from trainhelpers import FAST, sets
 
 pytestmark = pytest.mark.slow  # end to end: deselected by `make test-fast`
 

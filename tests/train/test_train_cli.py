@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from tests.support.trainhelpers import FAST, sets
 from tissuebert.cli.app import main
 from tissuebert.constants import CKPT, RUN
 from tissuebert.store.store import Store
 from tissuebert.inference.checkpoint import load_checkpoint
 from tissuebert.train.logs import EPOCH_COLUMNS, PER_TISSUE_COLUMNS, STEP_COLUMNS
 
-from trainhelpers import FAST, sets
 
 pytestmark = pytest.mark.slow  # end to end: deselected by `make test-fast`
 

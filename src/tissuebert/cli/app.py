@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from tissuebert import __version__
+from tissuebert.cli.commands import register as register_commands
 from tissuebert.errors import EXIT_USER_ERROR, TissueBertError, from_os_error
 from tissuebert.progress import setup_logging
 
@@ -45,13 +46,7 @@ def _root(
     setup_logging(verbose, quiet)
 
 
-def _register() -> None:
-    from tissuebert.cli import commands
-
-    commands.register(app)
-
-
-_register()
+register_commands(app)
 
 
 def main(argv: list[str] | None = None) -> int:

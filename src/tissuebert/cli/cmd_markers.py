@@ -156,7 +156,7 @@ def _run(out, samples, store, blocks, one_based, tile_bp, min_block_cpgs, cpg_in
 
 def _genome_cpgs(cpg_index: Path) -> int:
     """The highest CpG index of the genome's CpG.bed.gz (its last line)."""
-    from tissuebert.io.bed import open_text
+    from tissuebert.io.text import open_text
 
     last = ""
     with open_text(cpg_index) as fh:

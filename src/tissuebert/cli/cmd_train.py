@@ -9,8 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from tissuebert.cli.common import ConfigOpt, ForceOpt, OutOpt, PresetOpt, SetOpt, resolve_config
+from tissuebert.cli.common import ConfigOpt, ForceOpt, OutOpt, PresetOpt, SetOpt
 from tissuebert.cli.train_checks import check_tissue_splits, removed_if_failed_start, write_run_summary
+from tissuebert.config import load_config
 
 StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="Prepared store directory (see `tissuebert prepare`).")]
 EXIT_STOPPED = 3  # stopped by a signal / stop file and not requeued: resume with --resume auto
@@ -38,7 +39,7 @@ def train(
     """
     from tissuebert.train import run_training
 
-    cfg = resolve_config(preset, config, set_)
+    cfg = load_config(preset, config, set_)
     overrides = [item.split("=", 1)[0].strip() for item in set_ or []]
     if not allow_missing_tissues:
         check_tissue_splits(store)
@@ -80,7 +81,7 @@ def lr_find(
     """
     from tissuebert.train.lr_find import lr_range_test
 
-    cfg = resolve_config(preset, config, set_)
+    cfg = load_config(preset, config, set_)
     summary = lr_range_test(cfg, store, out, steps=steps, start_lr=start_lr, end_lr=end_lr, force=force)
     if math.isnan(summary["suggested_lr"]):
         typer.echo(f"no suggestion: the loss did not fall in {summary['steps_run']} steps (see {out}/lr_find.png)")

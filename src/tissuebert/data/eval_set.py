@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tissuebert.data.eligibility import sample_eligible_rows
-from tissuebert.store.store import SampleRecord, Store
+from tissuebert.store.manifest import SampleRecord
+from tissuebert.store.store import Store
 
 
 @dataclass

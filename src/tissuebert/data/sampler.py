@@ -19,8 +19,9 @@ from tissuebert.data.eligibility import sample_eligible_rows
 from tissuebert.data.tokens import TokenTables
 from tissuebert.errors import StoreError
 from tissuebert.progress import get_logger
+from tissuebert.store.manifest import SampleRecord
 from tissuebert.store.sample import SampleReads
-from tissuebert.store.store import SampleRecord, Store
+from tissuebert.store.store import Store
 
 log = get_logger("data.sampler")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tissuebert.constants import BAM_FORMATS, METH_NONE
+from tissuebert.constants import METH_NONE
 from tissuebert.deconvolve.atlas_io import PatReads, UxmAtlas
 from tissuebert.errors import InputFormatError
 from tissuebert.io.bam import bisulfite_calls, is_bottom_strand, match_blocks, modification_calls, open_bam

@@ -20,7 +20,7 @@ import numpy as np
 from tissuebert import __version__
 from tissuebert.atomic import atomic_dir
 from tissuebert.config import Config, dump_config
-from tissuebert.constants import CKPT, ORDINAL_FORMATS, OUT
+from tissuebert.constants import CKPT, OUT
 from tissuebert.deconvolve.baselines import build_references
 from tissuebert.deconvolve.inputs import InputSpec
 from tissuebert.deconvolve.output import (
@@ -36,6 +36,7 @@ from tissuebert.errors import TissueBertError
 from tissuebert.inference.checkpoint import Checkpoint
 from tissuebert.inference.device import resolve_device, resolve_precision
 from tissuebert.inference.predict import unique_rows
+from tissuebert.io.formats import ORDINAL_FORMATS
 from tissuebert.progress import get_logger
 from tissuebert.store.panel import Panel
 from tissuebert.store.store import Store

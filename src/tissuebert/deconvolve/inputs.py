@@ -9,12 +9,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tissuebert.constants import INPUT_FORMATS
 from tissuebert.errors import InputFormatError, TissueBertError, require_file
+from tissuebert.io.formats import INPUT_FORMATS, sample_id_from_path
 
-# longest first, so that "x.pat.gz" loses ".pat.gz", not ".gz"
-_SUFFIXES = (".bedmethyl.gz", ".pat.gz", ".bed.gz", ".cov.gz", ".bedmethyl", ".pat", ".bam", ".bed", ".cov",
-             ".beta")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 SHEET_REQUIRED = ("sample_id", "path")
 
@@ -31,14 +28,6 @@ class InputSpec:
     @property
     def source(self) -> str:
         return str(self.path) if self.path is not None else f"store:{self.store_sample}"
-
-
-def sample_id_from_path(path: Path) -> str:
-    name = path.name
-    for suffix in _SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)] or name
-    return name
 
 
 def expand_inputs(items: list[str]) -> list[Path]:

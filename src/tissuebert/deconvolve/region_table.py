@@ -27,7 +27,7 @@ import numpy as np
 from tissuebert.deconvolve.baselines import nnls_mixture
 from tissuebert.deconvolve.em import em_proportions, interval_around
 from tissuebert.errors import InputFormatError, TissueBertError, require_file
-from tissuebert.io.bed import open_text
+from tissuebert.io.text import open_text
 from tissuebert.progress import get_logger
 
 log = get_logger("deconvolve")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from tissuebert.atomic import check_output
-from tissuebert.constants import BAM_FORMATS, CKPT, COORDS, ORDINAL_FORMATS
+from tissuebert.constants import CKPT, COORDS
 from tissuebert.deconvolve.atlas_bam import bam_to_pat
 from tissuebert.deconvolve.atlas_io import UXM_MIN_CPGS, pat_marker_counts, read_pat, read_uxm_atlas
 from tissuebert.deconvolve.baselines import nnls_mixture
@@ -19,6 +19,7 @@ from tissuebert.deconvolve.output import write_posteriors
 from tissuebert.deconvolve.run import DeconvResult, score_reads
 from tissuebert.errors import TissueBertError
 from tissuebert.inference.checkpoint import Checkpoint
+from tissuebert.io.formats import BAM_FORMATS, ORDINAL_FORMATS, infer_format
 from tissuebert.progress import get_logger
 from tissuebert.store.panel import Panel
 from tissuebert.store.store import Store
@@ -33,21 +34,6 @@ class SampleInput:
     calls: np.ndarray  # (R, B) packed
     counts: np.ndarray  # (R,) multiplicities
     source: str
-
-
-def infer_format(path: Path) -> str:
-    name = path.name.lower()
-    if name.endswith((".pat", ".pat.gz")):
-        return "pat"
-    if name.endswith(".bam"):
-        raise TissueBertError("a BAM needs --format bismark, bwameth or mmml", path=path)
-    if name.endswith((".bed", ".bed.gz", ".bedmethyl", ".bedmethyl.gz")):
-        return "bedmethyl"
-    if name.endswith((".cov", ".cov.gz")):
-        return "cov"
-    if name.endswith(".beta"):
-        return "beta"
-    raise TissueBertError("cannot tell the input format from the file name", path=path, hint="pass --format")
 
 
 def load_sample(*, state: dict[str, Any] | None, input_path: Path | None, fmt: str | None, cpg_index: Path | None,

@@ -4,7 +4,7 @@ Calls are made at CpG positions the caller supplies (the panel's, from the FASTA
 at the CpG's C on the + strand, as in .pat: a read from the bottom (G->A) strand reports at the
 G, one base to the right. ``rebuild_reference`` restores the reference under a read from its
 MD tag and CIGAR (Bismark writes MD against the genome; bwa-meth against the converted genome,
-see ``io/bwameth.py``).
+see ``testing/bwameth.py``).
 """
 
 from __future__ import annotations

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from tissuebert.errors import InputFormatError, require_file
 from tissuebert.io.fasta import Reference
+from tissuebert.io.text import open_text
 
 
 @dataclass(frozen=True)
@@ -18,26 +18,6 @@ class Region:
     end: int  # exclusive
     name: str
     line: int  # 1-based line in the BED, for error messages
-
-
-def open_text(path: str | Path):
-    """Open a plain or (b)gzipped text file for reading."""
-    path = Path(path)
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the first column's name
-    if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt", encoding="utf-8-sig")
-    return open(path, "rt", encoding="utf-8-sig")
-
-
-def tabix_index(path: str | Path) -> Path | None:
-    """The ``.csi`` or ``.tbi`` tabix index beside a bgzipped file, if there is one."""
-    for suffix in (".csi", ".tbi"):
-        cand = Path(f"{path}{suffix}")
-        if cand.is_file():
-            return cand
-    return None
 
 
 def bed_rows(lines, path: Path, what: str) -> Iterator[tuple[int, list[str], int, int]]:

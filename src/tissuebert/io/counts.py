@@ -13,7 +13,7 @@ import numpy as np
 import pysam
 
 from tissuebert.errors import InputFormatError, require_file
-from tissuebert.io.bed import open_text
+from tissuebert.io.text import open_text
 
 BATCH = 100_000
 CountBatch = tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # chrom, pos, strand, meth, total

@@ -11,8 +11,8 @@ import numpy as np
 import pysam
 
 from tissuebert.errors import InputFormatError, reading, require_file
-from tissuebert.io.bed import open_text, tabix_index
 from tissuebert.io.fasta import naming_hint
+from tissuebert.io.text import open_text, tabix_index
 
 
 def _parse(cols: list[str], path: Path, line: int | None) -> tuple[int, int]:

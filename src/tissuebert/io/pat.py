@@ -16,7 +16,7 @@ import pysam
 
 from tissuebert.constants import METH_M, METH_NONE, METH_U, PAT_METHYLATED, PAT_UNKNOWN, PAT_UNMETHYLATED
 from tissuebert.errors import InputFormatError, require_file
-from tissuebert.io.bed import open_text, tabix_index
+from tissuebert.io.text import open_text, tabix_index
 
 # A read is fetched by the index of its first CpG, so reads starting before a range are found by
 # fetching this many CpGs earlier (wgbs_tools uses a similar look-back). Longer reads need streaming.
@@ -26,7 +26,6 @@ _CODE = np.full(256, 255, dtype=np.uint8)
 _CODE[ord(PAT_METHYLATED)] = METH_M
 _CODE[ord(PAT_UNMETHYLATED)] = METH_U
 _CODE[ord(PAT_UNKNOWN)] = METH_NONE
-_CHAR = {METH_M: PAT_METHYLATED, METH_U: PAT_UNMETHYLATED, METH_NONE: PAT_UNKNOWN}
 
 PatLine = tuple[str, int, str, int, int | None]  # chrom, first CpG index, pattern, count, line
 
@@ -45,10 +44,6 @@ def pattern_matrix(patterns: list[str]) -> tuple[np.ndarray, np.ndarray]:
     width = int(lengths.max()) if len(patterns) else 1
     raw = np.frombuffer("".join(p.ljust(width, PAT_UNKNOWN) for p in patterns).encode("ascii"), dtype=np.uint8)
     return _CODE[raw].reshape(len(patterns), width), lengths
-
-
-def codes_pattern(codes: np.ndarray) -> str:
-    return "".join(_CHAR[int(c)] for c in codes)
 
 
 def _parse(line: str, path: Path, line_no: int | None) -> PatLine:

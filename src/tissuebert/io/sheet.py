@@ -6,8 +6,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tissuebert.constants import INPUT_FORMATS, SHEET_COLUMNS, SHEET_OPTIONAL, SPLITS
+from tissuebert.constants import SHEET_COLUMNS, SHEET_OPTIONAL, SPLITS
 from tissuebert.errors import InputFormatError, require_file
+from tissuebert.io.formats import INPUT_FORMATS
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 

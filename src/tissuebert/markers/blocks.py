@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from tissuebert.errors import InputFormatError, require_file
-from tissuebert.io.bed import bed_rows, open_text
+from tissuebert.io.bed import bed_rows
+from tissuebert.io.text import open_text
 
 
 @dataclass

@@ -86,7 +86,7 @@ def _ranged_lines(path: Path, blocks: Blocks):
 def count_pat(path: str | Path, blocks: Blocks, rule: FragmentRule, *, ranged: bool = False) -> np.ndarray:
     """Stream a .pat(.gz) once, in chunks of ``PAT_CHUNK`` lines. ``ranged``: read only the
     blocks' CpG ranges through the file's tabix index when it has one (a shard's slice)."""
-    from tissuebert.io.bed import tabix_index
+    from tissuebert.io.text import tabix_index
 
     out = np.zeros((blocks.n_blocks, len(COUNT_COLUMNS)), dtype=np.float64)
     starts: list[int] = []

@@ -15,16 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tissuebert.atomic import atomic_dir, atomic_write_text
-from tissuebert.constants import ORDINAL_FORMATS, PROVENANCE_WARNINGS, STORE
+from tissuebert.constants import PROVENANCE_WARNINGS, STORE
 from tissuebert.errors import OutputExistsError, StoreError, TissueBertError
+from tissuebert.io.formats import FORMATS
 from tissuebert.io.sheet import SheetRow, read_sheet, read_tissue_map, shipped_file, tissue_list
 from tissuebert.prepare.panel import build_panel
 from tissuebert.prepare.project import PanelIndex
 from tissuebert.prepare.reads import ReadFilters, read_sample_windows
 from tissuebert.progress import get_logger, track
 from tissuebert.store.builder import add_sample, assemble_manifest, ensure_panel
+from tissuebert.store.manifest import SampleRecord, default_provenance
 from tissuebert.store.panel import Panel
-from tissuebert.store.store import SampleRecord, default_provenance
 from tissuebert.store.validate import validate_store
 
 log = get_logger("prepare")
@@ -117,7 +118,7 @@ def prepare_store(sheet: str | Path, reference: str | Path, regions: str | Path,
             warnings.append(f"tissue {tissue!r} has no {' or '.join(lacking)} sample in {Path(sheet).name}: "
                             "`train` refuses such a store unless given --allow-missing-tissues")
             log.warning("%s", warnings[-1])
-    if cpg_index is None and any(r.format in ORDINAL_FORMATS for r in rows):
+    if cpg_index is None and any(FORMATS[r.format].needs_cpg_index for r in rows):
         warnings.append("no --cpg-index: CpG indices are counted from the FASTA, which matches wgbs_tools' "
                         "only if the FASTA holds exactly the contigs it indexed, in the same order")
         log.warning("%s", warnings[-1])

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tissuebert.constants import BAM_FORMATS, INPUT_FORMATS
 from tissuebert.errors import InputFormatError, TissueBertError, require_file
 from tissuebert.io import pat as pat_io
-from tissuebert.io.bed import tabix_index
 from tissuebert.io.fasta import naming_hint
+from tissuebert.io.formats import FORMATS, INPUT_FORMATS, ROUTE_BAM, ROUTE_COUNTS, ROUTE_PAT
+from tissuebert.io.text import tabix_index
+from tissuebert.prepare.bam_reads import read_bam
 from tissuebert.prepare.project import PanelIndex, Projector, WindowReads
+from tissuebert.prepare.pseudo import read_counts
 from tissuebert.progress import get_logger
 from tissuebert.store.panel import Panel
 
@@ -160,6 +162,32 @@ def _check_chroms(seen: set[str], panel: Panel, path: Path) -> None:
                                hint=hint)
 
 
+@dataclass(frozen=True)
+class _ReadOptions:
+    """What the readers of the three routes may need; each takes its own."""
+
+    stream: bool | None
+    filters: ReadFilters
+    reference: str | Path | None
+    seed: int
+    max_reads_per_window: int | None
+
+
+def _pat_route(path: Path, fmt: str, index: PanelIndex, proj: Projector, how: _ReadOptions) -> dict:
+    return _read_pat(path, index, proj, how.stream)
+
+
+def _bam_route(path: Path, fmt: str, index: PanelIndex, proj: Projector, how: _ReadOptions) -> dict:
+    return read_bam(path, fmt, index, proj, filters=how.filters, reference=how.reference)
+
+
+def _counts_route(path: Path, fmt: str, index: PanelIndex, proj: Projector, how: _ReadOptions) -> dict:
+    return read_counts(path, fmt, index, proj, seed=how.seed, max_reads_per_window=how.max_reads_per_window)
+
+
+_READERS = {ROUTE_PAT: _pat_route, ROUTE_BAM: _bam_route, ROUTE_COUNTS: _counts_route}  # io/formats.py's routes
+
+
 def read_sample_windows(path: str | Path, fmt: str, panel: Panel, *, reference: str | Path | None = None,
                         min_cpgs: int = 1, collapse: bool = False, filters: ReadFilters | None = None,
                         seed: int = 0, max_reads_per_window: int | None = None,
@@ -175,20 +203,12 @@ def read_sample_windows(path: str | Path, fmt: str, panel: Panel, *, reference: 
     path = require_file(path, f"{fmt} input")
     if fmt not in INPUT_FORMATS:
         raise TissueBertError(f"unknown input format {fmt!r}; choose one of {', '.join(INPUT_FORMATS)}", path=path)
-    filters = filters or ReadFilters()
     index = index or PanelIndex(panel)
     proj = Projector(index, min_cpgs=min_cpgs)
-    pseudo = False
-    if fmt == "pat":
-        stats = _read_pat(path, index, proj, stream)
-    elif fmt in BAM_FORMATS:
-        from tissuebert.prepare.bam_reads import read_bam
-        stats = read_bam(path, fmt, index, proj, filters=filters, reference=reference)
-    else:
-        from tissuebert.prepare.pseudo import read_counts
-        stats = read_counts(path, fmt, index, proj, seed=seed, max_reads_per_window=max_reads_per_window)
-        pseudo = True
-    out = proj.finish(collapse=collapse, max_reads_per_window=max_reads_per_window, seed=seed, pseudo=pseudo,
-                      stats=dict(stats, format=fmt))
+    how = _ReadOptions(stream=stream, filters=filters or ReadFilters(), reference=reference, seed=seed,
+                       max_reads_per_window=max_reads_per_window)
+    stats = _READERS[FORMATS[fmt].route](path, fmt, index, proj, how)
+    out = proj.finish(collapse=collapse, max_reads_per_window=max_reads_per_window, seed=seed,
+                      pseudo=FORMATS[fmt].pseudo_reads, stats=dict(stats, format=fmt))
     log.debug("%s: %s", path.name, out.stats)
     return out

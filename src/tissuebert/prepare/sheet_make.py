@@ -8,7 +8,6 @@ share of training, validation and test samples.
 
 from __future__ import annotations
 
-import gzip
 import random
 import re
 from collections import Counter, defaultdict
@@ -17,14 +16,14 @@ from pathlib import Path
 
 from tissuebert.constants import SPLITS
 from tissuebert.errors import InputFormatError, TissueBertError, require_file
+from tissuebert.io.formats import infer_format, sample_id_from_path
+from tissuebert.io.text import open_text
 from tissuebert.progress import get_logger
 
 log = get_logger("sheet")
 
 # GEO names supplementary files "GSM<digits>_<submitter's name>"; the accession keys the annotation
 _GSM = re.compile(r"^(GSM\d+)(?:[_.-]|$)")
-_SUFFIXES = {".pat.gz": "pat", ".pat": "pat", ".beta": "beta", ".bed.gz": "bedmethyl", ".bedmethyl.gz": "bedmethyl",
-             ".bedmethyl": "bedmethyl", ".bed": "bedmethyl", ".cov.gz": "cov", ".cov": "cov"}
 # the design's 455 / 135 / 175 of 765 samples
 DEFAULT_FRACTIONS = (455 / 765, 135 / 765, 175 / 765)
 # bonus for a split that has no sample of a class yet: training first, then validation, then test,
@@ -49,30 +48,9 @@ class SheetEntry:
 
 
 def sample_key(path: Path) -> str:
-    """The GSM accession of a GEO file name, else the name without its format suffixes."""
+    """The GSM accession of a GEO file name, else the name without its format ending."""
     hit = _GSM.match(path.name)
-    if hit:
-        return hit.group(1)
-    name = path.name
-    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
-def format_of(path: Path) -> str:
-    name = path.name.lower()
-    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
-        if name.endswith(suffix):
-            return _SUFFIXES[suffix]
-    raise InputFormatError("cannot tell the input format from the file name", path=path,
-                           hint="pass --format (pat, beta, bedmethyl, cov, bismark, bwameth, mmml)")
-
-
-def _open_text(path: Path):
-    with open(path, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rt", encoding="utf-8-sig") if gz else open(path, encoding="utf-8-sig")
+    return hit.group(1) if hit else sample_id_from_path(path)
 
 
 def read_annotation(path: str | Path) -> dict[str, Annotation]:
@@ -80,7 +58,7 @@ def read_annotation(path: str | Path) -> dict[str, Annotation]:
     first line whose first cell is sample / sample_id / gsm / id is a header."""
     path = require_file(path, "annotation")
     out: dict[str, Annotation] = {}
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         for line_no, line in enumerate(fh, start=1):
             if not line.strip() or line.startswith("#"):
                 continue
@@ -113,7 +91,7 @@ def read_series_matrix(path: str | Path, label_field: str, donor_field: str | No
     accessions: list[str] | None = None
     plain: dict[str, list[str]] = {}
     traits: list[dict[str, str]] = []
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         for line in fh:
             if line.startswith("!series_matrix_table_begin"):
                 break
@@ -218,7 +196,7 @@ def make_sheet(files: list[Path], out: Path, *, annotations: dict[str, Annotatio
         if tissue_map is not None and label not in tissue_map:
             raise TissueBertError(f"label {label!r} is not in the tissue map", path=path,
                                   hint="add it to the map or fix --label-field / --label-pattern")
-        rows.append((key, label, path, fmt or format_of(path), ann.donor if ann else ""))
+        rows.append((key, label, path, fmt or infer_format(path), ann.donor if ann else ""))
     if not any(donor for *_, donor in rows):
         log.warning("no donor information: samples are split one by one, so a person's samples may land in "
                     "different splits (give --donor-field or a donor column)")

@@ -7,7 +7,6 @@ is the spec.
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,8 +181,3 @@ def load_truth(cohort_dir: str | Path) -> Truth:
         return Truth(**{k: z[k] for k in _ARRAYS}, **{k: [str(v) for v in z[k]] for k in _STRINGS},
                      **{k: z[k] for k in _LATENT if k in z.files},
                      nonconversion=float(rates[0]), seq_error=float(rates[1]), samples=json.loads(str(z["samples"])))
-
-
-def read_samples_tsv(path: Path) -> list[dict]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh, delimiter="\t"))

@@ -17,9 +17,9 @@ import numpy as np
 from tissuebert.atomic import atomic_write_text
 from tissuebert.constants import STORE
 from tissuebert.errors import StoreError
+from tissuebert.store.manifest import Manifest, SampleRecord, default_provenance, write_manifest
 from tissuebert.store.panel import Panel, read_panel, write_panel
 from tissuebert.store.sample import sha256_file, write_sample
-from tissuebert.store.store import Manifest, SampleRecord, default_provenance, write_manifest
 
 
 def sample_relpath(sample_id: str) -> str:

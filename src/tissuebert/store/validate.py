@@ -12,9 +12,9 @@ import numpy as np
 
 from tissuebert.constants import DNA_VOCAB, N_TOKENS, SPLITS, STORE
 from tissuebert.errors import StoreError, reading
+from tissuebert.store.manifest import Manifest, SampleRecord, read_manifest
 from tissuebert.store.panel import Panel, read_panel
 from tissuebert.store.sample import sha256_file, unpack_calls
-from tissuebert.store.store import Manifest, SampleRecord, read_manifest
 
 
 _REBUILD = "the file is truncated or damaged: re-run `tissuebert prepare` for this sample (--force)"

@@ -83,11 +83,6 @@ def all_gather_cat(tensors: list[torch.Tensor], info: DistInfo) -> list[torch.Te
     return out
 
 
-def any_rank(flag: bool, info: DistInfo) -> bool:
-    """True on every rank if it is true on any rank (all ranks must agree to stop together)."""
-    return all_reduce_sum([1.0 if flag else 0.0], info)[0] > 0
-
-
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

@@ -17,9 +17,10 @@ import numpy as np
 from tissuebert.constants import WINDOW_BP
 from tissuebert.prepare.encode import cpg_offsets, window_tokens
 from tissuebert.store.builder import add_sample, assemble_manifest, ensure_panel
+from tissuebert.store.manifest import SampleRecord
 from tissuebert.store.panel import Panel
 from tissuebert.store.sample import pack_calls
-from tissuebert.store.store import SampleRecord, Store
+from tissuebert.store.store import Store
 
 DEFAULT_SPLITS = {"train": 2, "val": 1, "test": 1}
 
@@ -104,5 +105,5 @@ def build_marker_store(root: str | Path, *, tissues: tuple[str, ...] = ("blood",
                            calls=pack_calls(calls, panel.call_bytes))
                 sample_ids.append(sid)
     assemble_manifest(root, tissues=list(tissues), sample_ids=sample_ids, min_cpgs=1,
-                      provenance={"generator": "tissuebert.data.synthetic.build_marker_store", "seed": seed})
+                      provenance={"generator": "tissuebert.testing.synthetic.build_marker_store", "seed": seed})
     return Store.open(root)

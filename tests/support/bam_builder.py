@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pysam
-from tiny import CPG_C, chr1_seq
+
+from tests.support.tiny import CPG_C, chr1_seq
 
 HEADER = {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "chr1", "LN": 600}, {"SN": "chr2", "LN": 300}]}
 

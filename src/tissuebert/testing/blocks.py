@@ -1,4 +1,4 @@
-"""Helpers of the marker tests."""
+"""The simulator's block boundaries as a blocks BED: the markers tests' and benchmark's stand-in segmentation."""
 
 from __future__ import annotations
 

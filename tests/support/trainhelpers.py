@@ -1,4 +1,4 @@
-"""Shared constants and helpers of the training tests (imported by name: tests are not a package)."""
+"""Shared constants and helpers of the training tests."""
 
 from __future__ import annotations
 

@@ -29,10 +29,11 @@ from tissuebert.data.tokens import TokenTables
 from tissuebert.model.tissuebert import build_model
 from tissuebert.prepare.encode import cpg_offsets, window_tokens
 from tissuebert.store.builder import add_sample, assemble_manifest, ensure_panel
+from tissuebert.store.manifest import SampleRecord
 from tissuebert.store.panel import Panel
 from tissuebert.store.sample import pack_calls
-from tissuebert.store.store import SampleRecord, Store
 from tissuebert.inference.checkpoint import save_checkpoint
+from tissuebert.store.store import Store
 
 TISSUES = ["Blood", "Liver", "Lung"]
 N_WINDOWS = 12
