@@ -122,3 +122,42 @@ def test_tables_of_other_coordinates_share_no_region(shared_data: Path, tmp_path
     joined = join_tables(read_region_counts(_mixture_table(reference, tmp_path / "mix.tsv")), reference)
     with pytest.raises(TissueBertError, match="need reads"):
         deconvolve_table(joined, ["uxm"], n_boot=0)
+
+
+def test_cli_writes_one_table_for_every_sample_column(shared_data: Path, tmp_path: Path, capsys) -> None:
+    from tissuebert.cli.app import main
+    from tissuebert.deconvolve.output import read_proportions_tsv
+
+    atlas = shared_data / TIM
+    reference = read_region_counts(atlas)
+    one = _mixture_table(reference, tmp_path / "a.tsv", seed=1).read_text().splitlines()
+    two = _mixture_table(reference, tmp_path / "b.tsv", seed=2).read_text().splitlines()
+    both = [f"{x}\t{y.split(chr(9), 3)[3].replace('mix_', 'other_')}" for x, y in zip(one, two)]
+    table = _write(tmp_path / "cohort.tsv", "\n".join(both) + "\n")
+    out = tmp_path / "deconv"
+    args = ["deconvolve", str(table), "--format", "region-counts", "--atlas", str(atlas), "--method", "em,nnls",
+            "--bootstrap", "20", "--out", str(out)]
+    assert main(args) == 0
+    joined = join_tables(read_region_counts(table), reference)
+    expect = deconvolve_table(joined, ["em", "nnls"], n_boot=20)
+    for sample in ("mix", "other"):
+        got = read_proportions_tsv(out / sample / "proportions.tsv")
+        for res in expect[sample]:
+            for tissue, value in zip(res.tissues, res.proportions):
+                assert abs(got[res.method][tissue] - value) < 1e-6
+    matrix = (out / "cohort_matrix.tsv").read_text().splitlines()
+    assert [line.split("\t")[:2] for line in matrix[1:]] == [["mix", "em"], ["mix", "nnls"], ["other", "em"],
+                                                            ["other", "nnls"]]
+    capsys.readouterr()
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    refusals = [
+        (["--checkpoint", "x.pt"], "uses no --checkpoint"),
+        (["--method", "uxm"], "need reads"),
+        (["--force", "--atlas", str(table).replace("cohort", "nothing")], "not found"),
+    ]
+    for extra, message in refusals:
+        assert main([*args, *extra]) == 2
+        assert message in capsys.readouterr().err
+    no_atlas = [a for a in args if a not in ("--atlas", str(atlas))]
+    assert main([*no_atlas, "--force"]) == 2 and "needs --atlas" in capsys.readouterr().err
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

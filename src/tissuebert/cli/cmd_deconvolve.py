@@ -15,7 +15,7 @@ from tissuebert.errors import TissueBertError
 
 def deconvolve(
     out: OutDirOpt,
-    inputs: Annotated[Optional[list[str]], typer.Argument(help="Sample files (.pat.gz, BAM, bedMethyl, .cov, .beta) or quoted globs ('mixtures/*.pat.gz'); a sample's id is its file name without the format suffix.", show_default=False)] = None,
+    inputs: Annotated[Optional[list[str]], typer.Argument(help="Sample files (.pat.gz, BAM, bedMethyl, .cov, .beta) or quoted globs ('mixtures/*.pat.gz'); a sample's id is its file name without the format suffix. With --format region-counts: one region-level count table (its column pairs are the samples) and --atlas the reference table.", show_default=False)] = None,
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Checkpoint .pt (needed by em, mean-posterior, argmax).")] = None,
     input: Annotated[Optional[list[Path]], typer.Option("--input", "-i", help="A sample file (repeatable; the same as a positional input).")] = None,
     samples: Annotated[Optional[Path], typer.Option("--samples", help="Sample sheet TSV with columns sample_id and path (format optional; a training sheet works).")] = None,
@@ -44,9 +44,16 @@ def deconvolve(
     """
     from tissuebert.deconvolve.cohort import deconvolve_cohort
     from tissuebert.deconvolve.inputs import resolve_inputs
+    from tissuebert.deconvolve.region_table import REGION_COUNTS
 
     methods = split_methods(method, ["em"])
     require_at_least(bootstrap, 0, "--bootstrap")
+    if fmt == REGION_COUNTS:
+        given = {"--checkpoint": checkpoint, "--samples": samples, "--cpg-index": cpg_index, "--reference": reference,
+                 "--store": store, "--sample": sample, "--temperature": temperature}
+        _region_tables(out, [*(inputs or []), *(str(p) for p in input or [])], atlas, methods,
+                       [flag for flag, value in given.items() if value], bootstrap, seed, force)
+        return
     if temperature is not None and not temperature > 0:
         raise TissueBertError(f"--temperature must be > 0, got {temperature}")
     if sample and store is None:
@@ -65,6 +72,44 @@ def deconvolve(
             typer.echo(f"{prefix}{r.method}: {top}  ({r.n_reads} reads)")
     typer.echo(f"wrote {out}" + (f" ({len(results)} samples; cohort_proportions.tsv, cohort_matrix.tsv)"
                                  if len(results) > 1 else ""))
+
+
+def _region_tables(out: Path, items: list[str], atlas: Optional[Path], methods: list[str], unused: list[str],
+                   bootstrap: Optional[int], seed: int, force: bool) -> None:
+    """``--format region-counts``: a sample count table against a reference count table."""
+    from tissuebert.atomic import check_output
+    from tissuebert.deconvolve.inputs import expand_inputs
+    from tissuebert.deconvolve.region_table import (TABLE_METHODS, deconvolve_table, join_tables, read_region_counts,
+                                                    write_table_results)
+
+    if unused:
+        raise TissueBertError(f"--format region-counts uses no {', '.join(unused)}: a count table is deconvolved "
+                              "against the --atlas count table alone")
+    wrong = [m for m in methods if m not in TABLE_METHODS]
+    if wrong:
+        raise TissueBertError(f"count tables support --method {', '.join(TABLE_METHODS)}, not {', '.join(wrong)}",
+                              hint="the model and UXM need reads (fragments); a count table has only sums")
+    paths = expand_inputs(items)
+    if len(paths) != 1:
+        raise TissueBertError(f"--format region-counts takes one count table (its column pairs are the samples), "
+                              f"got {len(paths)} inputs")
+    if atlas is None:
+        raise TissueBertError("--format region-counts needs --atlas: the reference count table (chrom start end "
+                              "<tissue>_meth <tissue>_depth ...)")
+    check_output(out, force=force)
+    sample_table, reference = read_region_counts(paths[0]), read_region_counts(atlas)
+    joined = join_tables(sample_table, reference)
+    n_boot = 200 if bootstrap is None else bootstrap
+    results = deconvolve_table(joined, methods, n_boot=n_boot, seed=seed)
+    info = {"format": "region-counts", "input": str(paths[0]), "atlas": str(atlas), "methods": methods,
+            "bootstrap": n_boot, "regions_used": int(joined.beta.shape[0])}
+    write_table_results(out, results, info, force=force)
+    for name, res in results.items():
+        for r in res:
+            order = r.proportions.argsort()[::-1][:5]
+            top = ", ".join(f"{r.tissues[i]} {r.proportions[i]:.3f}" for i in order)
+            typer.echo(f"{name} {r.method}: {top}  ({r.n_reads} calls)")
+    typer.echo(f"wrote {out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -32,6 +32,7 @@ from tissuebert.progress import get_logger
 
 log = get_logger("deconvolve")
 
+REGION_COUNTS = "region-counts"  # the --format of a count table (deconvolve only; prepare needs reads)
 TABLE_METHODS = ("em", "nnls")
 _MISSING = {"", "na", "nan", "none", "."}
 # reference levels are kept off 0 and 1: one methylated call in a region whose reference is fully
