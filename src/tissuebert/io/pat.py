@@ -92,10 +92,26 @@ def fetch_pat(tbx: pysam.TabixFile, path: str | Path, chrom: str, first: int, la
     """Lines whose CpGs overlap CpG indices [first, last] (1-based, inclusive) of an open index."""
     if chrom not in tbx.contigs:
         return
-    for rec in tbx.fetch(chrom, max(0, first - 1 - lookback), last):
-        parsed = _parse(rec, Path(path), None)
-        if parsed[1] + len(parsed[2]) - 1 >= first:
-            yield parsed
+    lo = max(0, first - 1 - lookback)
+    try:
+        for rec in tbx.fetch(chrom, lo, last):
+            try:
+                parsed = _parse(rec, Path(path), None)
+            except InputFormatError:
+                raise _foreign_index(path, f"it points into the middle of a line ({rec[:40]!r})") from None
+            # an index built for another file sends the reader to offsets of that file: lines of
+            # another contig or far from the range (or half lines, above) show it
+            if parsed[0] != chrom or not lo < parsed[1] <= last:
+                raise _foreign_index(path, f"asked for {chrom}:{lo + 1}-{last}, it gave {parsed[0]}:{parsed[1]}")
+            if parsed[1] + len(parsed[2]) - 1 >= first:
+                yield parsed
+    except (OSError, ValueError) as exc:  # htslib via pysam: "iteration failed", an offset past the end
+        raise _foreign_index(path, str(exc)) from None
+
+
+def _foreign_index(path: str | Path, detail: str) -> InputFormatError:
+    return InputFormatError(f"the tabix index does not belong to this file: {detail}", path=path,
+                            hint=f"re-create it with `tabix -f -C -b 2 -e 2 -m 12 {Path(path).name}`")
 
 
 def format_pat_line(chrom: str, start: int, pattern: str, count: int) -> str:
