@@ -45,7 +45,7 @@ def sheet(
     Example: tissuebert sheet 'pat/GSM*.hg38.pat.gz' --series-matrix GSE186458_series_matrix.txt.gz --donor-field donor --label-pattern '^(.+)-Z[0-9A-Z]+$' --tissue-map atlas22 --out samples.tsv
     """
     from tissuebert.atomic import atomic_path, check_output
-    from tissuebert.constants import INPUT_FORMATS
+    from tissuebert.io.formats import INPUT_FORMATS
     from tissuebert.deconvolve.inputs import expand_inputs
     from tissuebert.io.sheet import read_sheet, read_tissue_map, shipped_file
     from tissuebert.progress import get_logger
