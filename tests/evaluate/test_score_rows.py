@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.support import tinystore
 from tissuebert.constants import CKPT
 from tissuebert.data.tokens import TokenTables
 from tissuebert.errors import CheckpointError
@@ -15,7 +16,6 @@ from tissuebert.inference.checkpoint import Checkpoint
 from tissuebert.inference.device import resolve_device
 from tissuebert.model.tissuebert import build_model
 
-import tinystore
 
 
 @pytest.fixture(scope="module")
