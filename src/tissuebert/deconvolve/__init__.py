@@ -16,7 +16,10 @@ _WHERE = {
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
-__all__ = sorted(_MODULE_OF)
+__all__ = ["METHODS", "DeconvResult", "MarkerCounts", "MarkerReference", "bootstrap_proportions",
+           "build_references", "deconvolve_reads", "em_proportions", "likelihoods_from_logits", "marker_counts",
+           "mixture_loglik", "nnls_mixture", "nnls_proportions", "proportions_from_loglik",
+           "reference_proportions", "scaled_likelihoods", "score_reads", "uxm_proportions"]
 
 
 def __getattr__(name: str):
