@@ -4,20 +4,23 @@ An in-silico mixture is a vector of multiplicities over the pool, so every metho
 per-read work done here: model log-likelihoods (one forward pass per read for all mixtures),
 the simple rival's (logreg) log-likelihoods,
 the baselines' per-read marker statistics and, on simulated data, the oracle's exact
-log-likelihoods.
+log-likelihoods. :meth:`ReadPool.evidence` hands a mixture's share of them to any method of the
+table in deconvolve/methods.py.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tissuebert.constants import CKPT
-from tissuebert.deconvolve.baselines import ReadMarkerStats, read_marker_stats
+from tissuebert.deconvolve.baselines import MarkerReference, ReadMarkerStats, read_marker_stats
 from tissuebert.deconvolve.em import scaled_likelihoods
+from tissuebert.deconvolve.methods import NEEDS, Evidence
 from tissuebert.deconvolve.run import logreg_loglik, score_reads
 from tissuebert.errors import TissueBertError
 from tissuebert.evaluate.oracle import oracle_loglik_for_reads
@@ -44,6 +47,37 @@ class ReadPool:
     @property
     def n_reads(self) -> int:
         return int(self.tissue_of_read.shape[0])
+
+    def evidence(self, needs: str, rows: np.ndarray, reference: MarkerReference) -> Evidence:
+        """What a method of kind ``needs`` (deconvolve/methods.py) reads about a mixture's ``rows``."""
+        lik = {NEEDS.MODEL: self.model_lik, NEEDS.LOGREG: self.logreg_lik, NEEDS.ORACLE: self.oracle_lik}.get(needs)
+        return _PoolEvidence(self, lik, rows, reference)
+
+
+class _PoolEvidence(Evidence):
+    """A mixture's rows of the pool: every array was computed once for the pool, a mixture only indexes."""
+
+    def __init__(self, pool: ReadPool, lik: np.ndarray | None, rows: np.ndarray, reference: MarkerReference) -> None:
+        super().__init__(pool.tissues, reference=reference)
+        self._pool, self._lik, self._rows = pool, lik, rows
+
+    @cached_property
+    def lik(self) -> np.ndarray:
+        return self._lik[self._rows]
+
+    @cached_property
+    def post(self) -> np.ndarray:
+        if self._lik is self._pool.model_lik:  # the model's posteriors were computed once for the pool
+            return self._pool.model_post[self._rows]
+        return (self.lik / self.lik.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    @cached_property
+    def call(self) -> np.ndarray:
+        return self._pool.model_call[self._rows] if self._lik is self._pool.model_lik else self.lik.argmax(axis=1)
+
+    @cached_property
+    def markers(self) -> ReadMarkerStats:
+        return self._pool.markers.take(self._rows)
 
 
 def build_pool(state: dict[str, Any], store: Store, *, split: str = "test", truth_dir: Path | None = None,

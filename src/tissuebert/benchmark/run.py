@@ -14,9 +14,9 @@ from tissuebert.benchmark.metrics import accuracy_metrics, limit_of_detection
 from tissuebert.benchmark.pool import ReadPool, build_pool
 from tissuebert.config import dump_config
 from tissuebert.constants import LOGREG, OUT
-from tissuebert.deconvolve.baselines import MarkerReference, build_references, nnls_proportions, uxm_proportions
-from tissuebert.deconvolve.em import em_proportions
-from tissuebert.deconvolve.run import METHODS
+from tissuebert.deconvolve.baselines import MarkerReference, build_references
+from tissuebert.deconvolve.methods import NEEDS, REGISTRY, method_names
+from tissuebert.errors import TissueBertError
 from tissuebert.evaluate.evaluate import to_json
 from tissuebert import __version__
 from tissuebert.evaluate.oracle import cohort_of_store
@@ -31,21 +31,16 @@ ORACLE = "oracle"
 
 def estimate(method: str, pool: ReadPool, reference: MarkerReference, rows: np.ndarray, counts: np.ndarray, *,
              max_iter: int, tol: float) -> np.ndarray:
-    """Proportions of the mixture (pool rows, multiplicities) by one method."""
-    if method == "em":
-        return em_proportions(None, weights=counts, lik=pool.model_lik[rows], max_iter=max_iter, tol=tol)
-    if method == ORACLE:
-        return em_proportions(None, weights=counts, lik=pool.oracle_lik[rows], max_iter=max_iter, tol=tol)
-    if method == LOGREG.METHOD:
-        return em_proportions(None, weights=counts, lik=pool.logreg_lik[rows], max_iter=max_iter, tol=tol)
-    if method == "mean-posterior":
-        return counts @ pool.model_post[rows] / counts.sum()
-    if method == "argmax":
-        return np.bincount(pool.model_call[rows], weights=counts, minlength=len(pool.tissues)) / counts.sum()
-    weights = np.zeros(pool.n_reads)
-    weights[rows] = counts
-    sample = pool.markers.counts(weights)
-    return uxm_proportions(reference, sample) if method == "uxm" else nnls_proportions(reference, sample)
+    """Proportions of the mixture (pool rows, multiplicities) by one method of the table."""
+    entry = REGISTRY[method]
+    return entry.fit(pool.evidence(entry.needs, rows, reference), counts, max_iter=max_iter, tol=tol)
+
+
+def _check_methods(methods: list[str]) -> None:
+    known = tuple(REGISTRY)  # the listed methods and the benchmark-only ones (oracle)
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        raise TissueBertError(f"unknown method {unknown[0]!r}; choose from {', '.join(known)}")
 
 
 def _summaries(mixtures: list[Mixture], est: dict[str, np.ndarray], tissues: list[str]) -> dict[str, Any]:
@@ -111,16 +106,18 @@ def run_benchmark(checkpoint: str | Path | dict, store: str | Path | Store, out:
     store = store if isinstance(store, Store) else Store.open(store)
     config = loaded.config
     truth_dir = Path(truth_dir) if truth_dir is not None else cohort_of_store(store)
-    methods = list(methods or METHODS)
+    methods = list(methods or method_names())
+    _check_methods(methods)
     if truth_dir is not None and ORACLE not in methods:
         methods.append(ORACLE)
+    needs = {REGISTRY[m].needs for m in methods}
     rival = None
-    if LOGREG.METHOD in methods:  # fit like the checkpoint's training: same split, min_cpgs and seed
+    if NEEDS.LOGREG in needs:  # fit like the checkpoint's training: same split, min_cpgs and seed
         rival = fit_logreg(store, min_cpgs=config.data.min_cpgs, seed=config.train.seed)
-    pool = build_pool(state, store, truth_dir=truth_dir if ORACLE in methods else None, device=device,
+    pool = build_pool(state, store, truth_dir=truth_dir if NEEDS.ORACLE in needs else None, device=device,
                       precision=precision, logreg=rival)
-    if ORACLE in methods and pool.oracle_lik is None:
-        methods.remove(ORACLE)
+    if NEEDS.ORACLE in needs and pool.oracle_lik is None:  # no truth found: nothing to be the oracle
+        methods = [m for m in methods if REGISTRY[m].needs != NEEDS.ORACLE]
     reference = build_references(store, "train")
     tissues = pool.tissues
     available = np.array([rows.size > 0 for rows in pool.rows_of_tissue])

@@ -10,6 +10,7 @@ import typer
 from tissuebert.cli.common import (
     CheckpointOpt, DeviceOpt, ForceOpt, OutDirOpt, PrecisionOpt, StoreOpt, require_at_least, split_methods,
 )
+from tissuebert.deconvolve.methods import method_names
 from tissuebert.errors import TissueBertError
 
 
@@ -18,7 +19,7 @@ def benchmark(
     store: StoreOpt,
     out: OutDirOpt,
     truth: Annotated[Optional[Path], typer.Option("--truth", help="Simulated cohort folder (with truth/) for the oracle; default: found from the store's provenance.")] = None,
-    method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="Methods to compare (default: all: em, mean-posterior, argmax, logreg, uxm, nnls; oracle added on simulated data).")] = None,
+    method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help=f"Methods to compare (default: all: {', '.join(method_names())}; oracle added on simulated data).")] = None,
     background: Annotated[Optional[list[str]], typer.Option("--background", help="Background tissue(s) of the spike-in series (default: every Blood* tissue).")] = None,
     replicates: Annotated[int, typer.Option("--replicates", help="Replicates per spike-in level.")] = 10,
     n_dirichlet: Annotated[int, typer.Option("--mixtures", help="Random sparse Dirichlet mixtures per depth.")] = 100,

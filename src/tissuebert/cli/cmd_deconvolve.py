@@ -10,13 +10,14 @@ import typer
 from tissuebert.cli.common import (
     CpgIndexOpt, DeviceOpt, ForceOpt, FormatOpt, OutDirOpt, PrecisionOpt, ReferenceOpt, require_at_least, split_methods,
 )
+from tissuebert.deconvolve.methods import NEEDS, method_help, method_names
 from tissuebert.errors import TissueBertError
 
 
 def deconvolve(
     out: OutDirOpt,
     inputs: Annotated[Optional[list[str]], typer.Argument(help="Sample files (.pat.gz, BAM, bedMethyl, .cov, .beta) or quoted globs ('mixtures/*.pat.gz'); a sample's id is its file name without the format suffix. With --format region-counts: one region-level count table (its column pairs are the samples) and --atlas the reference table.", show_default=False)] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Checkpoint .pt (needed by em, mean-posterior, argmax).")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help=f"Checkpoint .pt (needed by {', '.join(method_names(NEEDS.MODEL))}).")] = None,
     input: Annotated[Optional[list[Path]], typer.Option("--input", "-i", help="A sample file (repeatable; the same as a positional input).")] = None,
     samples: Annotated[Optional[Path], typer.Option("--samples", help="Sample sheet TSV with columns sample_id and path (format optional; a training sheet works).")] = None,
     fmt: FormatOpt = None,
@@ -24,7 +25,7 @@ def deconvolve(
     reference: ReferenceOpt = None,
     store: Annotated[Optional[Path], typer.Option("--store", help="Store: its panel replaces --reference; its training split is the uxm/nnls reference and logreg's training data; with --sample, the reads.")] = None,
     sample: Annotated[Optional[list[str]], typer.Option("--sample", help="Use this store sample's reads (repeatable).")] = None,
-    method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="em (default), mean-posterior, argmax, logreg (needs --store), uxm, nnls; repeat or comma-separate.")] = None,
+    method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help=f"{method_help()}; repeat or comma-separate.")] = None,
     atlas: Annotated[Optional[Path], typer.Option("--atlas", help="uxm: a published UXM atlas TSV (CpG-index markers) to score a .pat input against, or a BAM input with --cpg-index (the atlas genome's CpG.bed.gz).")] = None,
     bootstrap: Annotated[Optional[int], typer.Option("--bootstrap", help="Bootstrap resamples for the intervals (default: the checkpoint's eval.bootstrap; 0 = none).")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", help="Override the checkpoint's calibrated temperature.")] = None,

@@ -64,6 +64,11 @@ class ReadMarkerStats:
     informative: np.ndarray  # (R,) bool
     n_markers: int
 
+    def take(self, rows: np.ndarray) -> "ReadMarkerStats":
+        """The stats of a subset of the reads (a benchmark mixture's rows of the pool)."""
+        return ReadMarkerStats(self.region[rows], self.n_meth[rows], self.n_called[rows], self.is_u[rows],
+                               self.informative[rows], self.n_markers)
+
     def counts(self, weights: np.ndarray | None = None) -> MarkerCounts:
         w = np.ones(self.region.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
 

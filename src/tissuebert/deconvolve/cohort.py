@@ -26,11 +26,10 @@ from tissuebert.deconvolve.inputs import InputSpec
 from tissuebert.deconvolve.output import (
     cohort_long_tsv, cohort_matrix_tsv, multiqc_tsv, plot_proportions, proportions_tsv, write_posteriors,
 )
-from tissuebert.deconvolve.run import (
-    LOGREG_METHODS, METHODS, MODEL_METHODS, REFERENCE_METHODS, DeconvResult, logreg_loglik, proportions_from_loglik,
-    reference_proportions, score_reads,
-)
-from tissuebert.deconvolve.sample import SampleInput, _atlas_uxm, _no_cpg_index, infer_format, load_sample
+from tissuebert.deconvolve.methods import NEEDS, NO_REFERENCE_HINT, Evidence, check_available, run_method
+from tissuebert.deconvolve.result import DeconvResult
+from tissuebert.deconvolve.run import logreg_loglik, score_reads
+from tissuebert.deconvolve.sample import SampleInput, _no_cpg_index, infer_format, load_sample
 from tissuebert.deconvolve.warnings import result_warnings
 from tissuebert.errors import TissueBertError
 from tissuebert.inference.checkpoint import Checkpoint
@@ -64,20 +63,6 @@ def unique_cohort_rows(samples: list[SampleInput]) -> CohortRows:
     first, inverse = unique_rows(window, calls)
     bounds = np.cumsum([0] + [len(s.window_idx) for s in samples])
     return CohortRows(window[first], calls[first], [inverse[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
-
-
-def _check_methods(methods: list[str], checkpoint: Path | None, store_root: Path | None, atlas: Path | None) -> None:
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise TissueBertError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
-    if any(m in MODEL_METHODS for m in methods) and checkpoint is None:
-        raise TissueBertError(f"method(s) {', '.join(m for m in methods if m in MODEL_METHODS)} need --checkpoint")
-    if store_root is None and any(m in LOGREG_METHODS for m in methods):
-        raise TissueBertError("method logreg is fit on a store's training split", hint="pass --store STORE")
-    if store_root is None and ("nnls" in methods or ("uxm" in methods and atlas is None)):
-        method = "nnls" if "nnls" in methods else "uxm"
-        raise TissueBertError(f"method {method} builds its reference from a store's training split",
-                              hint="pass --store STORE (or --atlas ATLAS.tsv for uxm on a .pat or BAM input)")
 
 
 def _load_all(specs: list[InputSpec], *, state, store: Store | None, cpg_index, reference, min_cpgs: int
@@ -114,15 +99,17 @@ def deconvolve_cohort(out: Path, specs: list[InputSpec], *, checkpoint: Path | N
                       temperature: float | None = None, posteriors: bool = True, device: str | None = None,
                       precision: str = "auto", force: bool = False) -> dict[str, list[DeconvResult]]:
     """Deconvolve every sample of ``specs`` by each method and write the per-sample and cohort outputs."""
-    _check_methods(methods, checkpoint, store_root, atlas)
-    need_model = any(m in MODEL_METHODS for m in methods)
+    chosen = check_available(methods, checkpoint=checkpoint is not None, store=store_root is not None,
+                             atlas=atlas is not None)
+    needs = {m.needs for m in chosen}
+    need_model = NEEDS.MODEL in needs
     loaded = Checkpoint.load(checkpoint) if checkpoint is not None else None
     state = loaded.state if loaded is not None else None
     config = loaded.config if loaded is not None else Config()
     n_boot = config.eval.bootstrap if n_boot is None else n_boot
     ci_level = config.eval.ci_level
     store = Store.open(store_root) if store_root is not None else None
-    only_atlas = not need_model and atlas is not None and all(m == "uxm" for m in methods)
+    only_atlas = atlas is not None and all(m.from_atlas is not None for m in chosen)
     samples = [] if only_atlas else _load_all(specs, state=state, store=store, cpg_index=cpg_index,
                                               reference=reference, min_cpgs=config.data.min_cpgs)
     rows = unique_cohort_rows(samples) if samples else None
@@ -130,40 +117,38 @@ def deconvolve_cohort(out: Path, specs: list[InputSpec], *, checkpoint: Path | N
         total = sum(len(s.counts) for s in samples)
         log.info("cohort of %d samples: %d unique rows of %d (%.1f%%) to score", len(samples), rows.n_unique, total,
                  100 * rows.n_unique / max(total, 1))
-    loglik = logreg_ll = logreg_fit = None
+    # each kind of evidence is prepared once for the cohort, then cut per sample
+    loglik = None
+    sources: dict[str, tuple[list[str], np.ndarray]] = {}  # needs -> (tissues, cohort rows' log-likelihoods)
     if need_model:
         precision = resolve_precision(precision, resolve_device(device))  # resolved once, recorded in run.json
         _, loglik = score_reads(state, samples[0].panel, rows.window_idx, rows.calls, temperature=temperature,
                                 device=device, precision=precision)
-    if any(m in LOGREG_METHODS for m in methods):
+        sources[NEEDS.MODEL] = (list(state[CKPT.TISSUES]), loglik)
+    if NEEDS.LOGREG in needs:
         from tissuebert.inference.logreg import fit_logreg
 
         logreg_fit = fit_logreg(store, min_cpgs=config.data.min_cpgs, seed=config.train.seed)  # once per cohort
-        logreg_ll = logreg_loglik(logreg_fit, samples[0].panel, rows.window_idx, rows.calls)
-    references = build_references(store) if store is not None and any(m in REFERENCE_METHODS for m in methods) else None
-    em_kw = dict(n_boot=n_boot, ci_level=ci_level, seed=seed, max_iter=config.eval.em_max_iter, tol=config.eval.em_tol)
+        sources[NEEDS.LOGREG] = (logreg_fit.tissues, logreg_loglik(logreg_fit, samples[0].panel, rows.window_idx,
+                                                                    rows.calls))
+    references = build_references(store) if store is not None and NEEDS.MARKERS in needs else None
+    fit_kw = dict(n_boot=n_boot, ci_level=ci_level, seed=seed, max_iter=config.eval.em_max_iter, tol=config.eval.em_tol)
     results: dict[str, list[DeconvResult]] = {}
     for k, spec in enumerate(specs):
         sample = samples[k] if samples else None
-        inv = rows.inverse[k] if rows is not None else None
+        evidence = {kind: Evidence(tissues, loglik=ll[rows.inverse[k]]) for kind, (tissues, ll) in sources.items()}
+        if references is not None and sample is not None:
+            evidence[NEEDS.MARKERS] = Evidence(references.tissues, reads=(sample.panel, sample.window_idx,
+                                                                          sample.calls), reference=references)
         res: list[DeconvResult] = []
-        for method in methods:
-            if method in MODEL_METHODS:
-                res.append(proportions_from_loglik(loglik[inv], sample.counts, list(state[CKPT.TISSUES]),
-                                                   method=method, **em_kw))
-            elif method in LOGREG_METHODS:
-                r = proportions_from_loglik(logreg_ll[inv], sample.counts, logreg_fit.tissues, method="em", **em_kw)
-                r.method = method
-                res.append(r)
-            elif method == "uxm" and atlas is not None:
-                res.append(_atlas_uxm(atlas, spec.path, n_boot, ci_level, seed, spec.fmt, cpg_index, reference))
+        for method in chosen:
+            if atlas is not None and method.from_atlas is not None:
+                res.append(method.from_atlas(atlas, spec.path, n_boot, ci_level, seed, spec.fmt, cpg_index, reference))
+            elif method.needs not in evidence:
+                raise TissueBertError(f"method {method.name} builds its reference from a store's training split",
+                                      hint=NO_REFERENCE_HINT)
             else:
-                if references is None:
-                    raise TissueBertError(f"method {method} builds its reference from a store's training split",
-                                          hint="pass --store STORE (or --atlas ATLAS.tsv for uxm on a .pat or BAM input)")
-                res.append(reference_proportions(references, sample.panel, sample.window_idx, sample.calls,
-                                                 sample.counts, method=method, n_boot=n_boot, ci_level=ci_level,
-                                                 seed=seed))
+                res.append(run_method(method, evidence[method.needs], sample.counts, **fit_kw))
         for r in res:
             r.warnings = result_warnings(r)
             for text in r.warnings:

@@ -21,6 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from tissuebert.deconvolve.bootstrap import bootstrap, interval_around, multinomial_draw
+
+__all__ = ["bootstrap_proportions", "em_proportions", "interval_around", "mixture_loglik", "scaled_likelihoods"]
+
 # Rows per chunk of the (R, T) likelihood matrix: bounds the float64 temporaries to ~50 MB at T=22.
 _CHUNK = 1 << 18
 
@@ -145,23 +149,6 @@ def mixture_loglik(loglik: np.ndarray, proportions: np.ndarray, *, weights: np.n
     return _Mixture(lik, _check_weights(weights, lik.shape[0])).loglik(np.asarray(proportions, np.float64))
 
 
-def interval_around(estimate: np.ndarray, reps: np.ndarray, ci_level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval of the bootstrap refits' deviations, placed around the point fit.
-
-    ``[est + q_a(reps) - median(reps), est + q_(1-a)(reps) - median(reps)]``, clipped to [0, 1].
-    Plain percentiles ``[q_a, q_(1-a)]`` of the refits can miss the estimate they describe: refits
-    started from the estimate stop at a looser tolerance, and at a proportion near 0 or 1 the
-    refits pile up on one side (a pure sample gave 1.000000 with 0.999993-0.999994). Shifting by
-    the refits' median keeps their spread (the sampling error) and always contains the estimate.
-    """
-    estimate = np.asarray(estimate, dtype=np.float64)
-    alpha = (1.0 - ci_level) / 2.0
-    q_low, median, q_high = np.nanquantile(reps, [alpha, 0.5, 1.0 - alpha], axis=0)
-    low = np.clip(estimate + (q_low - median), 0.0, 1.0)
-    high = np.clip(estimate + (q_high - median), 0.0, 1.0)
-    return np.minimum(low, estimate), np.maximum(high, estimate)
-
-
 def bootstrap_proportions(loglik: np.ndarray | None, *, weights: np.ndarray | None = None, n_boot: int = 200,
                           ci_level: float = 0.95, seed: int = 0, max_iter: int = 1000, tol: float = 1e-6,
                           estimate: np.ndarray | None = None, lik: np.ndarray | None = None,
@@ -169,24 +156,15 @@ def bootstrap_proportions(loglik: np.ndarray | None, *, weights: np.ndarray | No
     """Bootstrap over reads: (low (T,), high (T,), replicates (n_boot, T)); the interval is
     :func:`interval_around` the ``estimate`` when one is given, plain percentiles otherwise.
 
-    Each replicate redraws the sample's N reads with replacement, which for collapsed reads is a
-    multinomial draw of new multiplicities over the unique reads (same distribution, no copies).
-    Replicates start from ``estimate`` (the point estimate), so they converge in few steps.
+    The EM over :func:`deconvolve.bootstrap.bootstrap` with a multinomial redraw of the reads'
+    multiplicities. Replicates start from ``estimate`` (the point estimate), so they converge in few steps.
     """
     if lik is None:
         lik = scaled_likelihoods(loglik)
     w = _check_weights(weights, lik.shape[0])
-    n_total = int(round(w.sum()))
-    rng = np.random.default_rng(seed)
-    probs = w / w.sum()
-    reps = np.empty((n_boot, lik.shape[1]))
-    for b in range(n_boot):
-        counts = rng.multinomial(n_total, probs).astype(np.float64)
-        reps[b] = em_proportions(None, weights=counts, lik=lik, init=estimate, max_iter=max_iter, tol=tol)
-    if not n_boot:
-        return np.full(lik.shape[1], np.nan), np.full(lik.shape[1], np.nan), reps
-    if estimate is not None:
-        low, high = interval_around(estimate, reps, ci_level)
-        return low, high, reps
-    alpha = (1.0 - ci_level) / 2.0
-    return np.quantile(reps, alpha, axis=0), np.quantile(reps, 1.0 - alpha, axis=0), reps
+
+    def refit(counts: np.ndarray) -> np.ndarray:
+        return em_proportions(None, weights=counts, lik=lik, init=estimate, max_iter=max_iter, tol=tol)
+
+    return bootstrap(refit, multinomial_draw(w), n_out=lik.shape[1], n_boot=n_boot, ci_level=ci_level, seed=seed,
+                     estimate=estimate)

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from tissuebert.deconvolve.baselines import nnls_mixture
-from tissuebert.deconvolve.em import em_proportions, interval_around
+from tissuebert.deconvolve.bootstrap import bootstrap, index_draw
+from tissuebert.deconvolve.em import em_proportions
 from tissuebert.errors import InputFormatError, TissueBertError, require_file
 from tissuebert.io.text import open_text
 from tissuebert.progress import get_logger
@@ -202,15 +203,12 @@ def deconvolve_table(joined: Joined, methods: list[str], *, n_boot: int = 200, c
         rng = np.random.default_rng(seed)
         results = []
         for method in methods:
-            estimate = _ESTIMATORS[method](beta, meth, depth)
-            reps = np.empty((n_boot, len(joined.tissues)))
-            for b in range(n_boot):  # resample regions, the unit the calls are correlated within
-                pick = rng.integers(0, len(beta), len(beta))
-                reps[b] = _ESTIMATORS[method](beta[pick], meth[pick], depth[pick])
-            if n_boot:
-                low, high = interval_around(estimate, reps, ci_level)
-            else:
-                low = high = np.full(len(joined.tissues), np.nan)
+            fit = _ESTIMATORS[method]
+            estimate = fit(beta, meth, depth)
+            # resample regions, the unit the calls are correlated within; one generator per sample
+            low, high, _ = bootstrap(lambda pick: fit(beta[pick], meth[pick], depth[pick]), index_draw(len(beta)),
+                                     n_out=len(joined.tissues), n_boot=n_boot, ci_level=ci_level, seed=rng,
+                                     estimate=estimate)
             res = DeconvResult(list(joined.tissues), method, estimate, low, high, estimate * depth.sum(),
                                int(round(depth.sum())), ci_level)
             res.warnings = result_warnings(res)

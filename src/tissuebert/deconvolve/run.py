@@ -3,51 +3,34 @@ read-level estimators) or by the reference baselines (UXM-style, Moss-style NNLS
 
 Reads come as (window index into the checkpoint's panel, packed calls, multiplicity), the same
 arrays a store sample or ``prepare.read_sample_windows(collapse=True)`` gives, so each unique
-(window, pattern) is scored by the model once and weighted by its count.
+(window, pattern) is scored by the model once and weighted by its count. The methods themselves
+are the table of deconvolve/methods.py; this module scores reads and keeps the one-sample entry points.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.special import softmax
 
 from tissuebert.constants import CKPT
-from tissuebert.deconvolve.baselines import MarkerReference, marker_counts, nnls_proportions, uxm_proportions
-from tissuebert.deconvolve.em import em_proportions, interval_around, scaled_likelihoods
+from tissuebert.deconvolve.baselines import MarkerReference
+from tissuebert.deconvolve.methods import NEEDS, REGISTRY, Evidence, method_names, run_method
+from tissuebert.deconvolve.result import DeconvResult
 from tissuebert.inference.checkpoint import Checkpoint, checkpoint_config
 from tissuebert.inference.likelihood import likelihoods_from_logits, read_loglik
 from tissuebert.inference.logreg import LogRegFit
 from tissuebert.inference.predict import score_rows
 from tissuebert.store.panel import Panel
 
-MODEL_METHODS = ("em", "mean-posterior", "argmax")
-LOGREG_METHODS = ("logreg",)  # EM over the simple rival's likelihoods, fit on a store's training split
-REFERENCE_METHODS = ("uxm", "nnls")
-METHODS = MODEL_METHODS + LOGREG_METHODS + REFERENCE_METHODS
+# The names by evidence kind, as the table (deconvolve/methods.py) has them when this is imported.
+MODEL_METHODS = method_names(NEEDS.MODEL)
+LOGREG_METHODS = method_names(NEEDS.LOGREG)  # EM over the simple rival's likelihoods, fit on a store's training split
+REFERENCE_METHODS = method_names(NEEDS.MARKERS)
+METHODS = method_names()
 
-
-@dataclass
-class DeconvResult:
-    """Proportions of one sample by one method."""
-
-    tissues: list[str]
-    method: str
-    proportions: np.ndarray  # (T,) sums to 1
-    ci_low: np.ndarray  # (T,) NaN when no bootstrap was run
-    ci_high: np.ndarray
-    reads_used: np.ndarray  # (T,) reads attributed to each tissue (expected counts for em)
-    n_reads: int  # reads (with multiplicity) the estimate is based on
-    ci_level: float = 0.95
-    warnings: list[str] = field(default_factory=list)  # deconvolve.warnings.result_warnings
-
-    def rows(self) -> list[dict[str, Any]]:
-        return [{"method": self.method, "tissue": t, "proportion": float(self.proportions[i]),
-                 "ci_low": float(self.ci_low[i]), "ci_high": float(self.ci_high[i]),
-                 "reads_used": float(self.reads_used[i])} for i, t in enumerate(self.tissues)]
+__all__ = ["METHODS", "DeconvResult", "deconvolve_reads", "logreg_loglik", "proportions_from_loglik",
+           "reference_proportions", "score_reads"]
 
 
 def _weights(counts: np.ndarray | None, n_reads: int) -> np.ndarray:
@@ -59,80 +42,31 @@ def _weights(counts: np.ndarray | None, n_reads: int) -> np.ndarray:
     return counts
 
 
-def _percentile_ci(estimator: Callable[[np.ndarray], np.ndarray], weights: np.ndarray, n_boot: int,
-                   ci_level: float, seed: int, n_tissues: int, estimate: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Bootstrap over reads (multinomial redraw of the multiplicities), interval around the point fit."""
-    if n_boot <= 0:
-        return np.full(n_tissues, np.nan), np.full(n_tissues, np.nan)
-    rng = np.random.default_rng(seed)
-    n_total = int(round(weights.sum()))
-    probs = weights / weights.sum()
-    reps = np.stack([estimator(rng.multinomial(n_total, probs).astype(np.float64)) for _ in range(n_boot)])
-    return interval_around(estimate, reps, ci_level)
-
-
 def proportions_from_loglik(loglik: np.ndarray, counts: np.ndarray | None, tissues: list[str], *,
                             method: str = "em", n_boot: int = 0, ci_level: float = 0.95, seed: int = 0,
                             max_iter: int = 1000, tol: float = 1e-8) -> DeconvResult:
-    """Model-based methods on per-read log-likelihoods (R, T) (prior already divided out).
-
-    - ``em``: maximum-likelihood mixture proportions.
-    - ``mean-posterior``: average per-read posterior under a uniform prior.
-    - ``argmax``: share of reads whose most likely tissue is t.
-    """
+    """A model method of the table on per-read log-likelihoods (R, T) (prior already divided out):
+    ``em`` (maximum likelihood), ``mean-posterior``, ``argmax`` (deconvolve/methods.py)."""
+    entry = REGISTRY.get(method)
+    if entry is None or entry.needs != NEEDS.MODEL:
+        raise ValueError(f"unknown model method {method!r}; choose one of {', '.join(method_names(NEEDS.MODEL))}")
     weights = _weights(counts, loglik.shape[0])
-    n_tissues = len(tissues)
-    if method == "em":
-        lik = scaled_likelihoods(loglik)
-        est = em_proportions(None, weights=weights, lik=lik, max_iter=max_iter, tol=tol)
-
-        def estimator(w: np.ndarray) -> np.ndarray:
-            # bootstrap replicates start at the estimate and need only interval precision
-            return em_proportions(None, weights=w, lik=lik, init=est, max_iter=max_iter, tol=1e-6)
-
-        resp = lik.astype(np.float64) * est
-        resp /= resp.sum(axis=1, keepdims=True)
-        used = weights @ resp
-    elif method == "mean-posterior":
-        post = softmax(loglik, axis=1)
-
-        def estimator(w: np.ndarray) -> np.ndarray:
-            return (w @ post) / w.sum()
-
-        est = estimator(weights)
-        used = weights @ post
-    elif method == "argmax":
-        call = np.asarray(loglik).argmax(axis=1)
-
-        def estimator(w: np.ndarray) -> np.ndarray:
-            return np.bincount(call, weights=w, minlength=n_tissues) / w.sum()
-
-        est = estimator(weights)
-        used = np.bincount(call, weights=weights, minlength=n_tissues)
-    else:
-        raise ValueError(f"unknown model method {method!r}; choose one of {', '.join(MODEL_METHODS)}")
-    low, high = _percentile_ci(estimator, weights, n_boot, ci_level, seed, n_tissues, est)
-    return DeconvResult(tissues, method, est, low, high, used, int(round(weights.sum())), ci_level)
+    return run_method(entry, Evidence(tissues, loglik=loglik), weights, n_boot=n_boot, ci_level=ci_level, seed=seed,
+                      max_iter=max_iter, tol=tol)
 
 
 def reference_proportions(reference: MarkerReference, panel: Panel, window_idx: np.ndarray, calls: np.ndarray,
                           counts: np.ndarray | None, *, method: str, n_boot: int = 0, ci_level: float = 0.95,
                           seed: int = 0) -> DeconvResult:
     """``uxm`` or ``nnls`` from the reads' per-marker counts against a store-built reference."""
-    fit = {"uxm": uxm_proportions, "nnls": nnls_proportions}.get(method)
-    if fit is None:
-        raise ValueError(f"unknown reference method {method!r}; choose one of {', '.join(REFERENCE_METHODS)}")
-    weights = _weights(counts, int(np.asarray(window_idx).shape[0]))
-
-    def estimator(w: np.ndarray) -> np.ndarray:
-        keep = w > 0
-        return fit(reference, marker_counts(panel, window_idx[keep], calls[keep], w[keep]))
-
-    est = estimator(weights)
-    low, high = _percentile_ci(estimator, weights, n_boot, ci_level, seed, len(reference.tissues), est)
-    n_reads = int(round(weights.sum()))
-    return DeconvResult(list(reference.tissues), method, est, low, high, est * n_reads, n_reads, ci_level)
+    entry = REGISTRY.get(method)
+    if entry is None or entry.needs != NEEDS.MARKERS:
+        raise ValueError(f"unknown reference method {method!r}; choose one of "
+                         f"{', '.join(method_names(NEEDS.MARKERS))}")
+    window_idx = np.asarray(window_idx)
+    evidence = Evidence(reference.tissues, reads=(panel, window_idx, calls), reference=reference)
+    return run_method(entry, evidence, _weights(counts, int(window_idx.shape[0])), n_boot=n_boot,
+                      ci_level=ci_level, seed=seed)
 
 
 def score_reads(model_state: dict[str, Any], panel: Panel, window_idx: np.ndarray, calls: np.ndarray, *,

@@ -14,7 +14,7 @@ from tissuebert.constants import CKPT, COORDS
 from tissuebert.deconvolve.atlas_bam import bam_to_pat
 from tissuebert.deconvolve.atlas_io import UXM_MIN_CPGS, pat_marker_counts, read_pat, read_uxm_atlas
 from tissuebert.deconvolve.baselines import nnls_mixture
-from tissuebert.deconvolve.em import interval_around
+from tissuebert.deconvolve.bootstrap import bootstrap, multinomial_draw
 from tissuebert.deconvolve.output import write_posteriors
 from tissuebert.deconvolve.run import DeconvResult, score_reads
 from tissuebert.errors import TissueBertError
@@ -111,16 +111,13 @@ def _atlas_uxm(atlas_path: Path, input_path: Path | None, n_boot: int, ci_level:
                               f"{UXM_MIN_CPGS} CpG calls", path=input_path,
                               hint="are the atlas and the input of the same genome build (hg19 vs hg38) and CpG index?")
     est = nnls_mixture(atlas.u_fraction, mc.u_fraction, weights=mc.informative)
-    low = high = np.full(len(atlas.tissues), np.nan)
-    if n_boot > 0:
-        rng = np.random.default_rng(seed)
-        total = int(pat.counts.sum())
-        reps = []
-        for _ in range(n_boot):
-            boot = type(pat)(pat.start_cpg, pat.codes, pat.length, rng.multinomial(total, pat.counts / total))
-            b = pat_marker_counts(boot, atlas)
-            reps.append(nnls_mixture(atlas.u_fraction, b.u_fraction, weights=b.informative))
-        low, high = interval_around(est, np.asarray(reps), ci_level)
+
+    def refit(counts: np.ndarray) -> np.ndarray:  # the same fragments, redrawn multiplicities
+        boot = pat_marker_counts(type(pat)(pat.start_cpg, pat.codes, pat.length, counts.astype(np.int64)), atlas)
+        return nnls_mixture(atlas.u_fraction, boot.u_fraction, weights=boot.informative)
+
+    low, high, _ = bootstrap(refit, multinomial_draw(pat.counts), n_out=len(atlas.tissues), n_boot=n_boot,
+                             ci_level=ci_level, seed=seed, estimate=est)
     n_reads = int(pat.counts.sum())
     return DeconvResult(list(atlas.tissues), "uxm", est, low, high, est * n_reads, n_reads, ci_level)
 
