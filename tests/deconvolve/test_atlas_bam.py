@@ -206,3 +206,44 @@ def test_a_bwameth_cohort_without_a_fasta_is_refused_not_rebuilt_from_md(shared_
                  "--out", str(tmp_path / "store")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--reference" in err[0] and not (tmp_path / "store").exists()
+
+
+@pytest.mark.slow
+def test_bismark_bam_on_the_atlas_route_equals_its_pat(tmp_path):
+    """No real Bismark BAM here has a CpG index of its genome (the methtuple BAM is hg19), so the
+    simulator's cohort stands in: it writes every sample's fragments both as a Bismark BAM
+    (paired, XM tags) and as a .pat. UXM against an atlas of 50 markers (6 CpGs each, in the
+    index's coordinates) must give the same proportions from either file."""
+    import gzip
+    import json
+
+    from tissuebert.simulate import simulate_cohort
+
+    cohort = simulate_cohort(tmp_path / "c", preset="demo", seed=0, write_bam=True)
+    tissues = json.loads((cohort / "simulate.json").read_text())["tissues"]
+    cpgs = [line.split("\t") for line in gzip.open(cohort / "CpG.bed.gz", "rt").read().splitlines()]
+    rng = np.random.default_rng(0)
+    rows = []
+    for line in (cohort / "regions.bed").read_text().splitlines():
+        chrom, start, end = line.split("\t")[0], int(line.split("\t")[1]), int(line.split("\t")[2])
+        inside = [(int(pos), int(idx)) for c, pos, idx in cpgs if c == chrom and start < int(pos) <= end]
+        if len(inside) >= 6:
+            (pos0, idx0), (pos5, idx5) = inside[0], inside[5]
+            values = "\t".join(f"{v:.3f}" for v in rng.random(len(tissues)))
+            rows.append(f"{chrom}\t{pos0}\t{pos5 + 2}\t{idx0}\t{idx5 + 1}\t{tissues[len(rows) % len(tissues)]}"
+                        f"\tm{len(rows)}\tU\t{values}")
+    atlas = tmp_path / "atlas.tsv"
+    atlas.write_text(f"{HEADER}\t" + "\t".join(tissues) + "\n" + "\n".join(rows) + "\n")
+    assert len(rows) >= 30
+    sheet = [line.split("\t") for line in (cohort / "samples.tsv").read_text().splitlines()[1:]]
+    for sample in [cols[0] for cols in sheet if cols[2] == "test"][:3]:
+        got = {}
+        for name, extra in (("pat", [str(cohort / "pat" / f"{sample}.pat.gz")]),
+                            ("bam", [str(cohort / "bam" / f"{sample}.bam"), "--format", "bismark"])):
+            out = tmp_path / f"{sample}_{name}"
+            assert main(["deconvolve", "--method", "uxm", "--atlas", str(atlas), *extra, "--cpg-index",
+                         str(cohort / "CpG.bed.gz"), "--bootstrap", "0", "--out", str(out)]) == 0
+            got[name] = read_proportions_tsv(out / OUT.PROPORTIONS)["uxm"]
+        assert max(got["pat"].values()) > 0.3  # the atlas separates something: not a flat answer
+        for tissue, value in got["pat"].items():
+            assert abs(got["bam"][tissue] - value) < 1e-6, (sample, tissue, value, got["bam"][tissue])
