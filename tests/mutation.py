@@ -60,7 +60,8 @@ MODULES = {
         "test_bad_inputs_are_rejected",
         "test_bootstrap_coverage_is_near_the_nominal_level",
     )),
-    "train/checkpoint.py": "tests/train/test_checkpoint_compat.py tests/train/test_nonfinite_and_compat.py",
+    "train/checkpoint.py": "tests/train/test_checkpoint_file.py tests/train/test_checkpoint_compat.py "
+                           "tests/train/test_nonfinite_and_compat.py",
     "benchmark/metrics.py": "tests/benchmark/test_bench_metrics.py",  # test_bench_report stubs the metrics out
 }
 
