@@ -210,3 +210,17 @@ def test_loglik_that_is_not_a_matrix_is_refused():
     for bad in (np.zeros(5), np.zeros((2, 3, 4))):
         with pytest.raises(ValueError, match=r"loglik must be \(R, T\)"):
             em_proportions(bad)
+
+
+def test_weights_of_another_length_are_refused():
+    with pytest.raises(ValueError, match=r"weights must be \(3,\), got \(2,\)"):
+        em_proportions(np.zeros((3, 2)), weights=np.ones(2))
+
+
+def test_without_an_estimate_the_interval_is_the_plain_percentiles():
+    rng = np.random.default_rng(9)
+    loglik = rng.normal(size=(300, 3))
+    low, high, reps = bootstrap_proportions(loglik, n_boot=30, seed=0, ci_level=0.9)
+    np.testing.assert_allclose(low, np.quantile(reps, 0.05, axis=0))
+    np.testing.assert_allclose(high, np.quantile(reps, 0.95, axis=0))
+    assert np.all(high - low > 0.01)  # a real spread, so the two bounds are not the same number
