@@ -16,10 +16,13 @@ expect hours on two cores for a full run (every mutant runs its test command onc
 Outcomes, from `cosmic-ray dump` (cosmic-ray 8.x: one JSON line per work item, `[work_item, result]`,
 result null while pending): `killed` (the tests failed), `timeout` (the test run passed its CPU-time
 limit, 5x the clean run's, or cosmic-ray's wall-clock backstop; cosmic-ray reports both as killed;
-counted as killed, shown apart), `survived`, `incompetent` (the test command
-could not be started; left out of the score, shown apart), `skipped` (not in the sample). The score is
+counted as killed, shown apart), `survived`, `incompetent` (cosmic-ray could not apply the mutant or
+start the test command, or the test worker was unreachable; left out of the score, shown apart),
+`skipped` (not in the sample, or left out when a time-boxed run was closed). The score is
 (killed + timeout) / (killed + timeout + survived); for a sample it comes with a 95% Wilson interval.
 Survivors go to .mutation/survivors.tsv (module, line, column, operator, occurrence, mutated line).
+The tests run in a forking worker (see "the test worker" below); a session's baseline (the clean run's
+CPU time, which sets the limit) is kept beside it and reused while the test files are unchanged.
 """
 
 from __future__ import annotations
@@ -299,6 +302,18 @@ def forget_survivors(module: str) -> int:
         return db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'").rowcount
 
 
+def _tests_key(tests: str) -> str:
+    """The test command and a hash of its test files: an edited test file means a new baseline."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for arg in shlex.split(tests):
+        path = REPO / arg.split("::")[0]
+        for f in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(f.read_bytes())
+    return f"{tests} {digest.hexdigest()[:16]}"
+
+
 def run_module(module: str, tests: str, sample: int | None, seed: int) -> dict:
     """Run (or resume) one module's session; its counts as read_session gives them."""
     source = f"src/tissuebert/{module}"
@@ -308,11 +323,11 @@ def run_module(module: str, tests: str, sample: int | None, seed: int) -> dict:
     worker = start_worker()
     try:
         saved = WORK / f"{_name(module)}.baseline.json"  # a resumed session keeps its first baseline
-        if saved.exists() and json.loads(saved.read_text())["tests"] == tests:
+        if saved.exists() and json.loads(saved.read_text())["tests"] == _tests_key(tests):
             wall, cpu = json.loads(saved.read_text())["seconds"]
         else:
             wall, cpu = baseline_seconds(tests)
-            saved.write_text(json.dumps({"tests": tests, "seconds": [wall, cpu]}))
+            saved.write_text(json.dumps({"tests": _tests_key(tests), "seconds": [wall, cpu]}))
         cpu_limit = int(max(20, 5 * cpu))  # a mutant that needs 5x the clean tests' CPU time is a hang
         config = _config(module, tests, cpu_limit, max(600.0, 20 * wall))
         session = config.with_suffix(".sqlite")
