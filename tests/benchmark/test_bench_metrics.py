@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import pytest
 
 from tissuebert.benchmark.metrics import accuracy_metrics, limit_of_detection
 
@@ -28,3 +31,31 @@ def test_limit_of_detection_by_hand():
     assert lod["detection_rate"] == {0.01: 0.9, 0.02: 1.0}
     assert lod["lod"] == 0.02
     assert limit_of_detection(levels[:20], est[:20])["lod"] is None
+
+
+def test_accuracy_metrics_counts_mixtures_not_tissues():
+    truth = np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])  # 2 mixtures of 3 tissues
+    assert accuracy_metrics(truth + 0.01, truth, ["a", "b", "c"])["n_mixtures"] == 2
+
+
+def test_a_constant_truth_gives_no_correlation_and_no_warning():
+    # every mixture the same truth vector entry: r is undefined; numpy would warn dividing by 0
+    truth = np.full((2, 2), 0.5)
+    est = np.array([[0.4, 0.6], [0.7, 0.3]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = accuracy_metrics(est, truth, ["a", "b"])
+    assert np.isnan(m["pearson_r"]) and np.isclose(m["mae"], 0.15)
+
+
+def test_an_estimate_equal_to_the_blank_threshold_is_not_a_detection():
+    levels = np.repeat([0.0, 0.01], 4)
+    est = np.zeros(8)  # blanks all 0 -> threshold 0; the spiked replicates only reach it
+    lod = limit_of_detection(levels, est)
+    assert lod["blank_threshold"] == 0.0
+    assert lod["detection_rate"] == {0.01: 0.0} and lod["lod"] is None
+
+
+def test_a_series_without_blanks_is_refused():
+    with pytest.raises(ValueError, match="needs level-0 blanks"):
+        limit_of_detection(np.array([0.01, 0.02]), np.array([0.01, 0.02]))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from tissuebert.constants import METH_NONE
-from tissuebert.data.sampler import TrainSampler
+from tissuebert.data import sampler as sampler_module
+from tissuebert.data.sampler import TrainSampler, batch_rng
 from tissuebert.store.sample import unpack_calls
 from tissuebert.testing.reference import ItemDataset, reference_batch
 from tissuebert.testing.synthetic import build_marker_store
@@ -117,3 +118,39 @@ def test_steps_per_epoch_is_one_pass_capped(unbalanced):
     assert sampler.steps_per_epoch(batch_size=32, accum_steps=2, world_size=2) == 1600 // 128
     assert sampler.steps_per_epoch(batch_size=1, accum_steps=1, world_size=1) == 1600
     assert sampler.steps_per_epoch(batch_size=4096, accum_steps=4, world_size=1) == 1
+    assert sampler.steps_per_epoch(batch_size=8, accum_steps=2, world_size=3) == 1600 // 48
+    sampler.n_reads = 10**6  # one pass would be 10**6 steps: capped
+    assert sampler.steps_per_epoch(batch_size=1, accum_steps=1, world_size=1) == 5000
+
+
+def test_batch_rng_takes_the_seed_modulo_2_32():
+    # numpy seeds are unbounded; the batch stream keeps the low 32 bits of the run's seed
+    draws = batch_rng(2**32 + 5, 1, 2, 3).random(4)
+    np.testing.assert_array_equal(draws, np.random.default_rng([5, 1, 2, 3]).random(4))
+
+
+def test_available_ram_is_free_pages_times_page_size(monkeypatch):
+    monkeypatch.setattr(sampler_module.os, "sysconf", {"SC_AVPHYS_PAGES": 1000, "SC_PAGE_SIZE": 4096}.__getitem__)
+    assert sampler_module.available_ram_bytes() == 4_096_000
+
+    def unsupported(name):
+        raise ValueError(name)
+
+    monkeypatch.setattr(sampler_module.os, "sysconf", unsupported)
+    assert sampler_module.available_ram_bytes() == 0  # unknown: memory-map rather than risk RAM
+
+
+def test_the_split_goes_to_ram_only_when_it_fits(unbalanced, monkeypatch):
+    need = unbalanced.sample_bytes("train")
+    fits = int(need / sampler_module.RAM_FRACTION)  # need == RAM_FRACTION * free: fits, just
+    monkeypatch.setattr(sampler_module, "available_ram_bytes", lambda: fits)
+    assert TrainSampler(unbalanced, seed=0).in_memory is True
+    monkeypatch.setattr(sampler_module, "available_ram_bytes", lambda: fits - 8)
+    assert TrainSampler(unbalanced, seed=0).in_memory is False
+
+
+def test_a_cumulative_weight_ending_below_one_never_draws_past_the_last_file(unbalanced):
+    sampler = TrainSampler(unbalanced, seed=3, in_memory=True)
+    sampler._cum_weight = sampler._cum_weight * 0.5  # the rounding case, exaggerated
+    batch = sampler.batch(0, 0, 512)
+    assert batch.file_pos.max() == len(sampler.samples) - 1

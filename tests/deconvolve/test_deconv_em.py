@@ -167,3 +167,60 @@ def test_bad_inputs_are_rejected():
         em_proportions(np.full((2, 2), -np.inf))
     with pytest.raises(ValueError, match="class_prior"):
         likelihoods_from_logits(np.zeros((2, 3)), np.array([0.5, 0.5]))
+
+
+def _close_tissues():
+    """The crawling problem of the two tests above: (K, T) pattern likelihoods, weights, truth."""
+    rng = np.random.default_rng(1)
+    base = rng.dirichlet(np.full(40, 0.5))
+    probs = np.stack([base, 0.97 * base + 0.03 * rng.dirichlet(np.full(40, 0.5)), rng.dirichlet(np.full(40, 0.5))])
+    truth = np.array([0.3, 0.6, 0.1])
+    return probs.T, truth @ probs, truth
+
+
+def test_max_iter_bounds_the_work():
+    # one accelerated round (2 EM steps + the stabilising step = 3 map evaluations) passes max_iter=2:
+    # EM must stop there, far from the optimum it reaches without the cap
+    lik, weights, truth = _close_tissues()
+    full = em_proportions(np.log(lik), weights=weights, tol=1e-12, max_iter=20000)
+    capped = em_proportions(np.log(lik), weights=weights, tol=1e-12, max_iter=2)
+    np.testing.assert_allclose(full, truth, atol=1e-6)
+    assert np.max(np.abs(capped - truth)) > 1e-3
+    assert mixture_loglik(np.log(lik), capped, weights=weights) < mixture_loglik(np.log(lik), full, weights=weights)
+
+
+def test_reads_processed_in_chunks_give_the_same_answer(monkeypatch):
+    # more than 2^18 reads are processed chunk by chunk; shrink the chunk so 50 reads make 7 chunks
+    # (the last one short) and compare with one pass
+    from tissuebert.deconvolve import em
+
+    rng = np.random.default_rng(5)
+    loglik = np.log(rng.dirichlet(np.ones(4), size=50))
+    w = rng.integers(1, 4, size=50).astype(np.float64)
+    one_pass = em.em_proportions(loglik, weights=w, tol=1e-12)
+    ll = em.mixture_loglik(loglik, one_pass, weights=w)
+    scaled = em.scaled_likelihoods(loglik)
+    monkeypatch.setattr(em, "_CHUNK", 8)
+    np.testing.assert_array_equal(em.scaled_likelihoods(loglik), scaled)
+    np.testing.assert_allclose(em.em_proportions(loglik, weights=w, tol=1e-12), one_pass, atol=1e-9)
+    assert em.mixture_loglik(loglik, one_pass, weights=w) == pytest.approx(ll, rel=1e-12)
+
+
+def test_loglik_that_is_not_a_matrix_is_refused():
+    for bad in (np.zeros(5), np.zeros((2, 3, 4))):
+        with pytest.raises(ValueError, match=r"loglik must be \(R, T\)"):
+            em_proportions(bad)
+
+
+def test_weights_of_another_length_are_refused():
+    with pytest.raises(ValueError, match=r"weights must be \(3,\), got \(2,\)"):
+        em_proportions(np.zeros((3, 2)), weights=np.ones(2))
+
+
+def test_without_an_estimate_the_interval_is_the_plain_percentiles():
+    rng = np.random.default_rng(9)
+    loglik = rng.normal(size=(300, 3))
+    low, high, reps = bootstrap_proportions(loglik, n_boot=30, seed=0, ci_level=0.9)
+    np.testing.assert_allclose(low, np.quantile(reps, 0.05, axis=0))
+    np.testing.assert_allclose(high, np.quantile(reps, 0.95, axis=0))
+    assert np.all(high - low > 0.01)  # a real spread, so the two bounds are not the same number
