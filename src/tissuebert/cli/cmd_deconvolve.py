@@ -65,14 +65,18 @@ def deconvolve(
                                 reference=reference, store_root=store, atlas=atlas, n_boot=bootstrap, seed=seed,
                                 temperature=temperature, posteriors=posteriors, device=device,
                                 precision=precision, force=force)
+    _echo_top(results, "reads", named=len(results) > 1)
+    typer.echo(f"wrote {out}" + (f" ({len(results)} samples; cohort_proportions.tsv, cohort_matrix.tsv)"
+                                 if len(results) > 1 else ""))
+
+
+def _echo_top(results: dict, unit: str, *, named: bool) -> None:
+    """Each sample's and method's five largest proportions, one line each."""
     for sample_id, res in results.items():
         for r in res:
             order = r.proportions.argsort()[::-1][:5]
             top = ", ".join(f"{r.tissues[i]} {r.proportions[i]:.3f}" for i in order)
-            prefix = f"{sample_id} " if len(results) > 1 else ""
-            typer.echo(f"{prefix}{r.method}: {top}  ({r.n_reads} reads)")
-    typer.echo(f"wrote {out}" + (f" ({len(results)} samples; cohort_proportions.tsv, cohort_matrix.tsv)"
-                                 if len(results) > 1 else ""))
+            typer.echo(f"{sample_id + ' ' if named else ''}{r.method}: {top}  ({r.n_reads} {unit})")
 
 
 def _region_tables(out: Path, items: list[str], atlas: Optional[Path], methods: list[str], unused: list[str],
@@ -105,11 +109,7 @@ def _region_tables(out: Path, items: list[str], atlas: Optional[Path], methods: 
     info = {"format": "region-counts", "input": str(paths[0]), "atlas": str(atlas), "methods": methods,
             "bootstrap": n_boot, "regions_used": int(joined.beta.shape[0])}
     write_table_results(out, results, info, force=force)
-    for name, res in results.items():
-        for r in res:
-            order = r.proportions.argsort()[::-1][:5]
-            top = ", ".join(f"{r.tissues[i]} {r.proportions[i]:.3f}" for i in order)
-            typer.echo(f"{name} {r.method}: {top}  ({r.n_reads} calls)")
+    _echo_top(results, "calls", named=True)
     typer.echo(f"wrote {out}")
 
 

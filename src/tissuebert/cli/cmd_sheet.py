@@ -70,10 +70,11 @@ def sheet(
         tmp.write_text(sheet_text(entries))
         # the same reader as prepare: a sheet that prepare would refuse is never written
         read_sheet(tmp, mapping, map_path=shipped_file(tissue_map) if tissue_map is not None else None)
+    table = split_table(entries, mapping)
     typer.echo("class\ttrain\tval\ttest\tdonors")
-    for row in split_table(entries, mapping):
+    for row in table:
         typer.echo("\t".join(str(v) for v in row))
-    missing = [r[0] for r in split_table(entries, mapping) if r[1] == 0 or r[2] == 0]
+    missing = [r[0] for r in table if r[1] == 0 or r[2] == 0]
     if missing:
         get_logger("sheet").warning("no training or no validation sample for %s: move donors by hand, or `train` "
                                     "refuses these classes", ", ".join(missing))

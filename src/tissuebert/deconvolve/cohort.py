@@ -10,22 +10,18 @@ run, the cohort tables ``cohort_proportions.tsv`` (long), ``cohort_matrix.tsv`` 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tissuebert import __version__
 from tissuebert.atomic import atomic_dir
 from tissuebert.config import Config, dump_config
 from tissuebert.constants import CKPT, OUT
 from tissuebert.deconvolve.baselines import build_references
 from tissuebert.deconvolve.inputs import InputSpec
-from tissuebert.deconvolve.output import (
-    cohort_long_tsv, cohort_matrix_tsv, multiqc_tsv, plot_proportions, proportions_tsv, write_posteriors,
-)
+from tissuebert.deconvolve.output import result_warning_lines, write_posteriors, write_results, write_run_info
 from tissuebert.deconvolve.methods import NEEDS, NO_REFERENCE_HINT, Evidence, check_available, run_method
 from tissuebert.deconvolve.result import DeconvResult
 from tissuebert.deconvolve.run import logreg_loglik, score_reads
@@ -167,28 +163,18 @@ def _write(out: Path, specs: list[InputSpec], samples: list[SampleInput], rows: 
            force: bool) -> None:
     single = len(specs) == 1
     with atomic_dir(out, force=force) as tmp:
-        for k, spec in enumerate(specs):
-            folder = tmp if single else tmp / spec.sample_id
-            folder.mkdir(exist_ok=True)
-            res = results[spec.sample_id]
-            (folder / OUT.PROPORTIONS).write_text(proportions_tsv(res))
-            plot_proportions([r for r in res if r.tissues == res[0].tissues], folder / OUT.PROPORTIONS_PNG,
-                             sample=spec.sample_id)
-            if loglik is not None:
+        folders = write_results(tmp, results)
+        if loglik is not None:
+            for k, spec in enumerate(specs):
                 sample = samples[k]
-                write_posteriors(folder / OUT.POSTERIORS, sample.panel, list(state[CKPT.TISSUES]),
+                write_posteriors(folders[spec.sample_id] / OUT.POSTERIORS, sample.panel, list(state[CKPT.TISSUES]),
                                  sample.window_idx, loglik[rows.inverse[k]], sample.counts)
-        (tmp / OUT.COHORT_PROPORTIONS).write_text(cohort_long_tsv(results))
-        (tmp / OUT.COHORT_MATRIX).write_text(cohort_matrix_tsv(results))
-        (tmp / OUT.MULTIQC).write_text(multiqc_tsv(results))
         samples_info = [{"sample": s.sample_id, "input": s.source, "folder": "." if single else s.sample_id,
                          "n_reads": results[s.sample_id][0].n_reads if results[s.sample_id] else 0,
-                         "warnings": [f"{r.method}: {w}" for r in results[s.sample_id] for w in r.warnings]}
-                        for s in specs]
-        run_info = {"version": __version__, **info, "samples": samples_info,
-                    "warnings": [f"{s['sample']}, {w}" for s in samples_info for w in s["warnings"]]}
+                         "warnings": result_warning_lines(results[s.sample_id])} for s in specs]
+        info = dict(info)
         if single:  # the one-sample layout of earlier versions
-            run_info.update(input=specs[0].source, n_reads=samples_info[0]["n_reads"])
-        (tmp / OUT.RUN_INFO).write_text(json.dumps(run_info, indent=2) + "\n")
+            info.update(input=specs[0].source, n_reads=samples_info[0]["n_reads"])
+        write_run_info(tmp, info, samples_info)
         if state is not None:
             dump_config(config, tmp / OUT.CONFIG)

@@ -14,6 +14,41 @@ from tissuebert.store.panel import Panel
 PROPORTION_COLUMNS = ("method", "tissue", "proportion", "ci_low", "ci_high", "reads_used")
 
 
+def write_results(root: Path, results: dict[str, list[DeconvResult]]) -> dict[str, Path]:
+    """The layout every deconvolution writes under ``root``: per sample, proportions.tsv and its
+    plot (in ``root`` itself for one sample, else ``root/<sample>``), then the cohort tables.
+    Returns each sample's folder (callers add their own per-sample files there)."""
+    from tissuebert.constants import OUT
+
+    single = len(results) == 1
+    folders = {}
+    for name, res in results.items():
+        folder = folders[name] = root if single else root / name
+        folder.mkdir(exist_ok=True)
+        (folder / OUT.PROPORTIONS).write_text(proportions_tsv(res))
+        plot_proportions([r for r in res if r.tissues == res[0].tissues], folder / OUT.PROPORTIONS_PNG, sample=name)
+    (root / OUT.COHORT_PROPORTIONS).write_text(cohort_long_tsv(results))
+    (root / OUT.COHORT_MATRIX).write_text(cohort_matrix_tsv(results))
+    (root / OUT.MULTIQC).write_text(multiqc_tsv(results))
+    return folders
+
+
+def write_run_info(root: Path, info: dict, samples_info: list[dict]) -> None:
+    """run.json: the version, the run's facts, each sample's and every warning in one list."""
+    import json
+
+    from tissuebert import __version__
+    from tissuebert.constants import OUT
+
+    run_info = {"version": __version__, **info, "samples": samples_info,
+                "warnings": [f"{s['sample']}, {w}" for s in samples_info for w in s["warnings"]]}
+    (root / OUT.RUN_INFO).write_text(json.dumps(run_info, indent=2) + "\n")
+
+
+def result_warning_lines(res: list[DeconvResult]) -> list[str]:
+    return [f"{r.method}: {w}" for r in res for w in r.warnings]
+
+
 def proportions_tsv(results: list[DeconvResult]) -> str:
     """Long format: one row per (method, tissue); NaN intervals mean no bootstrap was run."""
     lines = ["\t".join(PROPORTION_COLUMNS)]

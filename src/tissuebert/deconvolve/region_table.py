@@ -218,29 +218,12 @@ def deconvolve_table(joined: Joined, methods: list[str], *, n_boot: int = 200, c
 
 
 def write_table_results(out: Path, results: dict[str, list], info: dict, *, force: bool) -> None:
-    """The deconvolve layout: OUT/<sample>/proportions.tsv (+ .png) per sample column (OUT itself for
-    one), the cohort tables, and run.json with the tables read and every warning."""
-    import json
-
-    from tissuebert import __version__
+    """The deconvolve layout (deconvolve/output.py) with run.json naming the tables read."""
     from tissuebert.atomic import atomic_dir
-    from tissuebert.constants import OUT
-    from tissuebert.deconvolve.output import (cohort_long_tsv, cohort_matrix_tsv, multiqc_tsv, plot_proportions,
-                                              proportions_tsv)
+    from tissuebert.deconvolve.output import result_warning_lines, write_results, write_run_info
 
     single = len(results) == 1
     with atomic_dir(out, force=force) as tmp:
-        samples_info = []
-        for name, res in results.items():
-            folder = tmp if single else tmp / name
-            folder.mkdir(exist_ok=True)
-            (folder / OUT.PROPORTIONS).write_text(proportions_tsv(res))
-            plot_proportions(res, folder / OUT.PROPORTIONS_PNG, sample=name)
-            samples_info.append({"sample": name, "folder": "." if single else name, "n_calls": res[0].n_reads,
-                                 "warnings": [f"{r.method}: {w}" for r in res for w in r.warnings]})
-        (tmp / OUT.COHORT_PROPORTIONS).write_text(cohort_long_tsv(results))
-        (tmp / OUT.COHORT_MATRIX).write_text(cohort_matrix_tsv(results))
-        (tmp / OUT.MULTIQC).write_text(multiqc_tsv(results))
-        run_info = {"version": __version__, **info, "samples": samples_info,
-                    "warnings": [f"{s['sample']}, {w}" for s in samples_info for w in s["warnings"]]}
-        (tmp / OUT.RUN_INFO).write_text(json.dumps(run_info, indent=2) + "\n")
+        write_results(tmp, results)
+        write_run_info(tmp, info, [{"sample": name, "folder": "." if single else name, "n_calls": res[0].n_reads,
+                                    "warnings": result_warning_lines(res)} for name, res in results.items()])
