@@ -186,6 +186,7 @@ def _check_known(data: dict[str, Any], source: str) -> None:
 
 
 def _validate(data: dict[str, Any], source: str) -> Config:
+    data = {k: v for k, v in data.items() if k != VERSION_KEY}  # provenance written by dump_config
     _check_known(data, source)
     try:
         return Config.model_validate(data)
