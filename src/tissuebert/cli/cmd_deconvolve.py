@@ -29,7 +29,8 @@ def deconvolve(
     bootstrap: Annotated[Optional[int], typer.Option("--bootstrap", help="Bootstrap resamples for the intervals (default: the checkpoint's eval.bootstrap; 0 = none).")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", help="Override the checkpoint's calibrated temperature.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
-    posteriors: Annotated[bool, typer.Option("--posteriors/--no-posteriors", help="Also write per-read posteriors (posteriors.tsv.gz).")] = True,
+    no_posteriors: Annotated[bool, typer.Option("--no-posteriors", help="Skip the per-read posteriors (posteriors.tsv.gz, written by default).")] = False,
+    _posteriors: Annotated[bool, typer.Option("--posteriors", hidden=True, help="The default (kept for old scripts).")] = False,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     force: ForceOpt = False,
@@ -62,7 +63,7 @@ def deconvolve(
                            fmt=fmt)
     results = deconvolve_cohort(out, specs, checkpoint=checkpoint, methods=methods, cpg_index=cpg_index,
                                 reference=reference, store_root=store, atlas=atlas, n_boot=bootstrap, seed=seed,
-                                temperature=temperature, posteriors=posteriors, device=device,
+                                temperature=temperature, posteriors=not no_posteriors, device=device,
                                 precision=precision, force=force)
     for sample_id, res in results.items():
         for r in res:

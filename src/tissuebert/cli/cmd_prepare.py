@@ -28,8 +28,8 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 def prepare(
     samples: SamplesOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Store directory to create.")],
-    reference: Annotated[Optional[Path], typer.Option("--reference", help="Reference FASTA (+ .fai).")] = None,
-    regions: Annotated[Optional[Path], typer.Option("--regions", help="Region BED (0-based, half-open); each region is cut into 150 bp windows.")] = None,
+    reference: Annotated[Optional[Path], typer.Option("--reference", help="Reference FASTA (+ .fai); required unless --assemble.")] = None,
+    regions: Annotated[Optional[Path], typer.Option("--regions", help="Region BED (0-based, half-open); each region is cut into 150 bp windows; required unless --assemble.")] = None,
     cpg_index: Annotated[Optional[Path], typer.Option("--cpg-index", help="wgbs_tools CpG.bed.gz (chr loc index); required for .pat/.beta inputs.")] = None,
     tissue_map: Annotated[Optional[Path], typer.Option("--tissue-map", help="TSV 'label<TAB>class' collapsing sheet labels into training classes.")] = None,
     window: Annotated[int, typer.Option("--window", help="Window length in bp (fixed by the model: 150).")] = WINDOW_BP,
