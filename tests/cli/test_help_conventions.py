@@ -56,3 +56,8 @@ def test_old_spellings_of_the_default_still_parse(tmp_path, capsys):
     assert main(["deconvolve", "--posteriors", "--out", str(tmp_path / "o2"), str(tmp_path / "missing.pat.gz")]) == 2
     err = capsys.readouterr().err
     assert "No such option" not in err and err.count("tissuebert: error:") == 2
+
+
+@pytest.mark.parametrize("command", COMPUTES)
+def test_every_computing_command_takes_threads(command, capsys, monkeypatch):
+    assert "--threads" in _help(command, capsys, monkeypatch)

@@ -50,3 +50,36 @@ def test_checkpoint_is_json_null_without_a_checkpoint(tiny, tmp_path):
                  "--bootstrap", "0", "--out", str(dec)]) == 0
     text = (dec / OUT.RUN_INFO).read_text()
     assert json.loads(text)["checkpoint"] is None and '"None"' not in text
+
+
+def test_threads_reach_torch(tiny, tmp_path):
+    store, ckpt = str(tiny.store.root), str(tiny.checkpoint)
+    runs = {
+        "evaluate": ["--checkpoint", ckpt, "--store", store, "--out", str(tmp_path / "e"), "--no-logreg",
+                     "--max-reads-per-sample", "20"],
+        "calibrate": ["--checkpoint", ckpt, "--store", store, "--out", str(tmp_path / "c.pt"),
+                      "--max-reads-per-sample", "20"],
+        "predict": ["--checkpoint", ckpt, "--store", store, "--sample", "Liver_test0", "--out",
+                    str(tmp_path / "p.tsv.gz")],
+        "deconvolve": ["--checkpoint", ckpt, "--store", store, "--sample", "Liver_test0", "--bootstrap", "0",
+                       "--out", str(tmp_path / "d")],
+        "benchmark": ["--checkpoint", ckpt, "--store", store, "--out", str(tmp_path / "b"), "--method", "em",
+                      "--replicates", "1", "--mixtures", "1", "--depth", "2", "--spike-depth", "2"],
+    }
+    before = torch.get_num_threads()
+    try:
+        for command, args in runs.items():
+            torch.set_num_threads(2)
+            assert main([command, *args, "--device", "cpu", "--threads", "1"]) == 0, command
+            assert torch.get_num_threads() == 1, command
+    finally:
+        torch.set_num_threads(before)
+    assert main(["evaluate", "--threads", "0", "--checkpoint", ckpt, "--store", store, "--out",
+                 str(tmp_path / "e0")]) == 2  # refused, named
+
+
+def test_train_threads_is_the_config_key():
+    from tissuebert.cli.cmd_train import _with_threads
+
+    assert load_config("tiny", overrides=_with_threads(["train.threads=4"], 2)).train.threads == 2
+    assert load_config("tiny", overrides=_with_threads(None, None)).train.threads is None

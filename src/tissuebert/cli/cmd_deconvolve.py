@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from tissuebert.cli.common import (
-    CpgIndexOpt, DeviceOpt, ForceOpt, FormatOpt, OutDirOpt, PrecisionOpt, ReferenceOpt, require_at_least, split_methods,
+    CpgIndexOpt, DeviceOpt, ForceOpt, FormatOpt, OutDirOpt, PrecisionOpt, ReferenceOpt, ThreadsOpt, require_at_least,
+    set_threads, split_methods,
 )
 from tissuebert.errors import TissueBertError
 
@@ -31,6 +32,7 @@ def deconvolve(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
     no_posteriors: Annotated[bool, typer.Option("--no-posteriors", help="Skip the per-read posteriors (posteriors.tsv.gz, written by default).")] = False,
     _posteriors: Annotated[bool, typer.Option("--posteriors", hidden=True, help="The default (kept for old scripts).")] = False,
+    threads: ThreadsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     force: ForceOpt = False,
@@ -47,6 +49,7 @@ def deconvolve(
     from tissuebert.deconvolve.inputs import resolve_inputs
     from tissuebert.deconvolve.region_table import REGION_COUNTS
 
+    set_threads(threads)
     methods = split_methods(method, ["em"])
     require_at_least(bootstrap, 0, "--bootstrap")
     if fmt == REGION_COUNTS:

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from tissuebert.cli.common import (
-    CheckpointOpt, DeviceOpt, ForceOpt, MaxReadsOpt, OutDirOpt, PrecisionOpt, StoreOpt, require_at_least,
+    CheckpointOpt, DeviceOpt, ForceOpt, MaxReadsOpt, OutDirOpt, PrecisionOpt, StoreOpt, ThreadsOpt, require_at_least,
+    set_threads,
 )
 
 
@@ -21,6 +22,7 @@ def evaluate(
     truth: Annotated[Optional[Path], typer.Option("--truth", help="Simulated cohort folder (with truth/) for the oracle rows; default: found from the store's provenance.")] = None,
     no_logreg: Annotated[bool, typer.Option("--no-logreg", help="Skip the simple rival (read-level logistic regression fitted on the store's train split and scored on the same reads; on by default).")] = False,
     _logreg: Annotated[bool, typer.Option("--logreg", hidden=True, help="The default (kept for old scripts).")] = False,
+    threads: ThreadsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     force: ForceOpt = False,
@@ -32,6 +34,7 @@ def evaluate(
     """
     from tissuebert.evaluate import evaluate_split
 
+    set_threads(threads)
     require_at_least(max_reads_per_sample, 1, "--max-reads-per-sample")
     m = evaluate_split(checkpoint, store, split, out, force=force, max_reads_per_sample=max_reads_per_sample,
                        device=device, precision=precision, truth_dir=truth, logreg=not no_logreg)
