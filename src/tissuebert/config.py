@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from tissuebert.errors import ConfigError
 
 PRESETS = ("paper", "tiny")
+VERSION_KEY = "tissuebert_version"  # heads every config.yaml a command writes
 
 
 class _Section(BaseModel):
@@ -185,6 +186,7 @@ def _check_known(data: dict[str, Any], source: str) -> None:
 
 
 def _validate(data: dict[str, Any], source: str) -> Config:
+    data = {k: v for k, v in data.items() if k != VERSION_KEY}  # provenance written by dump_config
     _check_known(data, source)
     try:
         return Config.model_validate(data)
@@ -207,6 +209,7 @@ def load_config(preset: str | None = "tiny", config_file: str | Path | None = No
         if not path.is_file():
             raise ConfigError("config file not found", path=path)
         file_data = _read_yaml(path.read_text(), str(path))
+        file_data.pop(VERSION_KEY, None)  # written by dump_config for provenance; not a setting
         base = file_data.get("preset", preset or "tiny")
         data = _merge(preset_dict(base), file_data)
         source = str(path)
@@ -231,7 +234,10 @@ def config_to_dict(config: Config) -> dict[str, Any]:
 
 
 def dump_config(config: Config, path: str | Path) -> None:
-    """Write the resolved config as YAML, atomically."""
+    """Write the resolved config as YAML, atomically, headed by the package version that wrote it
+    (``tissuebert_version``; :func:`load_config` ignores it)."""
+    from tissuebert import __version__
     from tissuebert.atomic import atomic_write_text
 
-    atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    data = {VERSION_KEY: __version__, **config_to_dict(config)}
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))

@@ -20,6 +20,28 @@ except ImportError:  # pragma: no cover
 _EXIT = (typer.Exit, *([_click_exc.Exit] if hasattr(_click_exc, "Exit") else []))
 _ABORT = (typer.Abort, *([_click_exc.Abort] if hasattr(_click_exc, "Abort") else []))
 
+def _flags_shown_as_flags() -> None:
+    """typer's rich help prints a ``<bool>`` type beside every on/off flag (even --help); a flag
+    takes no value, so show none, as click's plain help does."""
+    try:
+        from typer.core import TyperOption
+    except ImportError:  # pragma: no cover
+        return
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "_tissuebert", False):  # pragma: no cover - another typer
+        return
+
+    def display_type_rich(self, ctx):
+        if getattr(self, "is_bool_flag", False):
+            return None
+        return shown(self, ctx)
+
+    display_type_rich._tissuebert = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flags_shown_as_flags()
+
 app = typer.Typer(
     name="tissuebert",
     help="Train TissueBERT on DNA methylation reads and deconvolve cfDNA into tissue proportions.\n\n"

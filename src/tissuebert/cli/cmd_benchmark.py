@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from tissuebert.cli.common import (
-    CheckpointOpt, DeviceOpt, ForceOpt, OutDirOpt, PrecisionOpt, StoreOpt, require_at_least, split_methods,
+    CheckpointOpt, DeviceOpt, ForceOpt, OutDirOpt, PrecisionOpt, StoreOpt, ThreadsOpt, require_at_least, set_threads,
+    split_methods,
 )
 from tissuebert.deconvolve.methods import method_names
 from tissuebert.errors import TissueBertError
@@ -26,6 +27,7 @@ def benchmark(
     depth: Annotated[Optional[list[float]], typer.Option("--depth", help="Depths of the sweep, reads per window (repeatable; default 10, 30, 100).")] = None,
     spike_depth: Annotated[float, typer.Option("--spike-depth", help="Depth of the spike-in series.")] = 30.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the mixture design and read draws.")] = 0,
+    threads: ThreadsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     force: ForceOpt = False,
@@ -39,6 +41,7 @@ def benchmark(
     from tissuebert.benchmark import run_benchmark
     from tissuebert.benchmark.design import DEPTHS
 
+    set_threads(threads)
     require_at_least(replicates, 1, "--replicates")
     require_at_least(n_dirichlet, 0, "--mixtures")
     for value in (*(depth or ()), spike_depth):

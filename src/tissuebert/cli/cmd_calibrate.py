@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from tissuebert.cli.common import (
-    CheckpointOpt, DeviceOpt, ForceOpt, MaxReadsOpt, PrecisionOpt, StoreOpt, require_at_least,
+    CheckpointOpt, DeviceOpt, ForceOpt, MaxReadsOpt, PrecisionOpt, StoreOpt, ThreadsOpt, require_at_least, set_threads,
 )
 
 
@@ -18,6 +18,7 @@ def calibrate(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Calibrated checkpoint to write (default: NAME.calibrated.pt beside the input).")] = None,
     split: Annotated[str, typer.Option("--split", help="Split to fit the temperature on.")] = "val",
     max_reads_per_sample: MaxReadsOpt = None,
+    threads: ThreadsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     force: ForceOpt = False,
@@ -29,6 +30,7 @@ def calibrate(
     """
     from tissuebert.evaluate import calibrate_checkpoint
 
+    set_threads(threads)
     require_at_least(max_reads_per_sample, 1, "--max-reads-per-sample")
     r = calibrate_checkpoint(checkpoint, store, split=split, out=out, force=force,
                              max_reads_per_sample=max_reads_per_sample, device=device,

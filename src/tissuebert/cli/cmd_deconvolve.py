@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from tissuebert.cli.common import (
-    CpgIndexOpt, DeviceOpt, ForceOpt, FormatOpt, OutDirOpt, PrecisionOpt, ReferenceOpt, require_at_least, split_methods,
+    CpgIndexOpt, DeviceOpt, ForceOpt, FormatOpt, OutDirOpt, PrecisionOpt, ReferenceOpt, ThreadsOpt, require_at_least,
+    set_threads, split_methods,
 )
 from tissuebert.deconvolve.methods import NEEDS, method_help, method_names
 from tissuebert.errors import TissueBertError
@@ -30,7 +31,9 @@ def deconvolve(
     bootstrap: Annotated[Optional[int], typer.Option("--bootstrap", help="Bootstrap resamples for the intervals (default: the checkpoint's eval.bootstrap; 0 = none).")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", help="Override the checkpoint's calibrated temperature.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
-    posteriors: Annotated[bool, typer.Option("--posteriors/--no-posteriors", help="Also write per-read posteriors (posteriors.tsv.gz).")] = True,
+    no_posteriors: Annotated[bool, typer.Option("--no-posteriors", help="Skip the per-read posteriors (posteriors.tsv.gz, written by default).")] = False,
+    _posteriors: Annotated[bool, typer.Option("--posteriors", hidden=True, help="The default (kept for old scripts).")] = False,
+    threads: ThreadsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     force: ForceOpt = False,
@@ -47,6 +50,7 @@ def deconvolve(
     from tissuebert.deconvolve.inputs import resolve_inputs
     from tissuebert.deconvolve.region_table import REGION_COUNTS
 
+    set_threads(threads)
     methods = split_methods(method, ["em"])
     require_at_least(bootstrap, 0, "--bootstrap")
     if fmt == REGION_COUNTS:
@@ -63,7 +67,7 @@ def deconvolve(
                            fmt=fmt)
     results = deconvolve_cohort(out, specs, checkpoint=checkpoint, methods=methods, cpg_index=cpg_index,
                                 reference=reference, store_root=store, atlas=atlas, n_boot=bootstrap, seed=seed,
-                                temperature=temperature, posteriors=posteriors, device=device,
+                                temperature=temperature, posteriors=not no_posteriors, device=device,
                                 precision=precision, force=force)
     _echo_top(results, "reads", named=len(results) > 1)
     typer.echo(f"wrote {out}" + (f" ({len(results)} samples; cohort_proportions.tsv, cohort_matrix.tsv)"

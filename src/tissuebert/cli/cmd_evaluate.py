@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from tissuebert.cli.common import (
-    CheckpointOpt, DeviceOpt, ForceOpt, MaxReadsOpt, OutDirOpt, PrecisionOpt, StoreOpt, require_at_least,
+    CheckpointOpt, DeviceOpt, ForceOpt, MaxReadsOpt, OutDirOpt, PrecisionOpt, StoreOpt, ThreadsOpt, require_at_least,
+    set_threads,
 )
 
 
@@ -19,7 +20,9 @@ def evaluate(
     split: Annotated[str, typer.Option("--split", help="train, val or test.")] = "test",
     max_reads_per_sample: MaxReadsOpt = None,
     truth: Annotated[Optional[Path], typer.Option("--truth", help="Simulated cohort folder (with truth/) for the oracle rows; default: found from the store's provenance.")] = None,
-    logreg: Annotated[bool, typer.Option("--logreg/--no-logreg", help="Also fit the simple rival (read-level logistic regression) on the store's train split and score the same reads.")] = True,
+    no_logreg: Annotated[bool, typer.Option("--no-logreg", help="Skip the simple rival (read-level logistic regression fitted on the store's train split and scored on the same reads; on by default).")] = False,
+    _logreg: Annotated[bool, typer.Option("--logreg", hidden=True, help="The default (kept for old scripts).")] = False,
+    threads: ThreadsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     force: ForceOpt = False,
@@ -31,9 +34,10 @@ def evaluate(
     """
     from tissuebert.evaluate import evaluate_split
 
+    set_threads(threads)
     require_at_least(max_reads_per_sample, 1, "--max-reads-per-sample")
     m = evaluate_split(checkpoint, store, split, out, force=force, max_reads_per_sample=max_reads_per_sample,
-                       device=device, precision=precision, truth_dir=truth, logreg=logreg)
+                       device=device, precision=precision, truth_dir=truth, logreg=not no_logreg)
     typer.echo(f"{split}: {m['n_reads']} reads of {m['n_samples']} samples; accuracy {m['accuracy']:.4f}, "
                f"balanced accuracy {m['balanced_accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}, "
                f"ECE {m['ece']:.4f}, sample calls {m['sample_accuracy']:.3f} correct -> {out}")

@@ -9,6 +9,7 @@ import typer
 
 from tissuebert.cli.common import (
     CheckpointOpt, CpgIndexOpt, DeviceOpt, ForceOpt, FormatOpt, InputOpt, PrecisionOpt, ReferenceOpt, SampleOpt,
+    ThreadsOpt, set_threads,
 )
 from tissuebert.errors import TissueBertError
 
@@ -23,6 +24,7 @@ def predict(
     store: Annotated[Optional[Path], typer.Option("--store", help="Store whose panel replaces --reference; with --sample, the reads.")] = None,
     sample: SampleOpt = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", help="Override the checkpoint's calibrated temperature.")] = None,
+    threads: ThreadsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     force: ForceOpt = False,
@@ -34,6 +36,7 @@ def predict(
     """
     from tissuebert.deconvolve.sample import predict_sample
 
+    set_threads(threads)
     if temperature is not None and not temperature > 0:
         raise TissueBertError(f"--temperature must be > 0, got {temperature}")
     if sample is not None and store is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -27,8 +28,8 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 def prepare(
     samples: SamplesOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Store directory to create.")],
-    reference: Annotated[Optional[Path], typer.Option("--reference", help="Reference FASTA (+ .fai).")] = None,
-    regions: Annotated[Optional[Path], typer.Option("--regions", help="Region BED (0-based, half-open); each region is cut into 150 bp windows.")] = None,
+    reference: Annotated[Optional[Path], typer.Option("--reference", help="Reference FASTA (+ .fai); required unless --assemble.")] = None,
+    regions: Annotated[Optional[Path], typer.Option("--regions", help="Region BED (0-based, half-open); each region is cut into 150 bp windows; required unless --assemble.")] = None,
     cpg_index: Annotated[Optional[Path], typer.Option("--cpg-index", help="wgbs_tools CpG.bed.gz (chr loc index); required for .pat/.beta inputs.")] = None,
     tissue_map: Annotated[Optional[Path], typer.Option("--tissue-map", help="TSV 'label<TAB>class' collapsing sheet labels into training classes.")] = None,
     window: Annotated[int, typer.Option("--window", help="Window length in bp (fixed by the model: 150).")] = WINDOW_BP,
@@ -77,32 +78,49 @@ def prepare(
         typer.echo(f"shard done: {root} (manifest written when every shard has finished, or run --assemble)")
 
 
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the same facts as one JSON object on stdout.")]
+
+
 def validate(
     store: Annotated[Path, typer.Argument(help="Store directory.")],
     no_checksums: Annotated[bool, typer.Option("--no-checksums", help="Skip the sha256 check of every file (faster).")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Check a store: schema, shapes, dtypes, label ranges and checksums.
 
-    Example: tissuebert validate store
+    Example: tissuebert validate store --json
     """
     from tissuebert.store.validate import validate_store
 
-    manifest, panel = validate_store(store, verify_checksums=not no_checksums)
+    try:
+        manifest, panel = validate_store(store, verify_checksums=not no_checksums)
+    except TissueBertError as exc:
+        if as_json:  # a script reads the verdict on stdout; the message also goes to stderr, exit 2
+            typer.echo(json.dumps({"ok": False, "store": str(store), "error": " ".join(str(exc).split())}))
+        raise
     n_reads = sum(s.n_reads for s in manifest.samples)
+    if as_json:
+        typer.echo(json.dumps({"ok": True, "store": str(store), "n_samples": len(manifest.samples),
+                               "n_tissues": len(manifest.tissues), "tissues": list(manifest.tissues),
+                               "n_windows": int(panel.n_windows), "n_reads": int(n_reads),
+                               "panel_hash": manifest.panel_hash, "checksums_verified": not no_checksums}, indent=2))
+        return
     typer.echo(f"store OK: {len(manifest.samples)} samples, {len(manifest.tissues)} tissues, "
                f"{panel.n_windows} windows, {n_reads} reads, panel {manifest.panel_hash}")
 
 
 def inspect(
     store: Annotated[Path, typer.Argument(help="Store directory.")],
+    as_json: JsonOpt = False,
 ) -> None:
     """Summarise a store: samples per tissue and split, reads per window and sample, CpGs per read.
 
     Example: tissuebert inspect store
     """
-    from tissuebert.prepare.inspect import inspect_store
+    from tissuebert.prepare.inspect import inspect_facts, render_facts
 
-    typer.echo(inspect_store(store), nl=False)
+    facts = inspect_facts(store)
+    typer.echo(json.dumps(facts, indent=2) if as_json else render_facts(facts), nl=as_json)
 
 
 def register(app: typer.Typer) -> None:

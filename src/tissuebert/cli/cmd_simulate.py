@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tissuebert.cli.common import ForceOpt, OutOpt
+from tissuebert.cli.common import ForceOpt, OutOpt, require_at_least
 
 
 def simulate(
@@ -26,6 +26,7 @@ def simulate(
     reference: Annotated[Optional[Path], typer.Option("--reference", help="Place regions on this FASTA's CpG-rich windows instead of synthetic chromosomes.")] = None,
     atlas: Annotated[Optional[Path], typer.Option("--atlas", help="Take marker levels per tissue from a table: UXM Atlas.U25 (U fractions) or nanomix 39Bisulfite.tsv (betas).")] = None,
     bam: Annotated[Optional[bool], typer.Option("--bam/--no-bam", help="Also write Bismark-style BAMs (bam/, samples_bam.tsv); default: yes, except for the atlas preset.")] = None,
+    threads: Annotated[int, typer.Option("--threads", help="Samples simulated in parallel (processes); the files do not depend on it.")] = 1,
     force: ForceOpt = False,
 ) -> int:
     """Simulate a methylome cohort in real file formats, with its generative truth.
@@ -40,7 +41,9 @@ def simulate(
     overrides = dict(tissues=tissues, samples_per_tissue=samples_per_tissue, regions=regions, depth_min=depth_min,
                      depth_max=depth_max, frag_mode=frag_mode, nonconversion=nonconversion, seq_error=seq_error,
                      write_bam=bam)
-    path = simulate_cohort(out, preset=preset, seed=seed, force=force, reference=reference, atlas=atlas, **overrides)
+    require_at_least(threads, 1, "--threads")
+    path = simulate_cohort(out, preset=preset, seed=seed, force=force, reference=reference, atlas=atlas,
+                           threads=threads, **overrides)
     sheets = [str(path / name) for name in ("samples.tsv", "samples_bam.tsv") if (path / name).is_file()]
     typer.echo(f"cohort written to {path} (sample sheets: {', '.join(sheets)})")
     return 0

@@ -9,11 +9,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from tissuebert.cli.common import ConfigOpt, ForceOpt, OutOpt, PresetOpt, SetOpt
+from tissuebert.cli.common import ConfigOpt, ForceOpt, OutOpt, PresetOpt, SetOpt, require_at_least
 from tissuebert.cli.train_checks import check_tissue_splits, removed_if_failed_start, write_run_summary
 from tissuebert.config import load_config
 
 StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="Prepared store directory (see `tissuebert prepare`).")]
+TrainThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="torch CPU threads (the same as --set train.threads=N); default: the config's, else torch's (one per core).")]
+
+
+def _with_threads(set_: list[str] | None, threads: int | None) -> list[str]:
+    """``--threads N`` is ``--set train.threads=N`` (after any --set, so it wins)."""
+    require_at_least(threads, 1, "--threads")
+    return [*(set_ or []), *([f"train.threads={threads}"] if threads is not None else [])]
 EXIT_STOPPED = 3  # stopped by a signal / stop file and not requeued: resume with --resume auto
 # exit 2 (a TissueBertError): bad input, refused resume, locked run folder, or too many skipped steps / a
 # non-finite validation loss (the run stopped: it never ends 0 with a broken model)
@@ -25,6 +32,7 @@ def train(
     preset: PresetOpt = "tiny",
     config: ConfigOpt = None,
     set_: SetOpt = None,
+    threads: TrainThreadsOpt = None,
     resume: Annotated[Optional[str], typer.Option("--resume", help="'auto' (continue RUN/checkpoints/last.pt or a newer mid-epoch checkpoint; start fresh if none) or a checkpoint path.")] = None,
     force: ForceOpt = False,
     init_from: Annotated[Optional[Path], typer.Option("--init-from", help="Start a new run from this checkpoint's weights (same tissues, panel and model shape); optimiser, schedule and counters start afresh.")] = None,
@@ -39,6 +47,7 @@ def train(
     """
     from tissuebert.train import run_training
 
+    set_ = _with_threads(set_, threads)
     cfg = load_config(preset, config, set_)
     overrides = [item.split("=", 1)[0].strip() for item in set_ or []]
     if not allow_missing_tissues:
@@ -67,6 +76,7 @@ def lr_find(
     preset: PresetOpt = "tiny",
     config: ConfigOpt = None,
     set_: SetOpt = None,
+    threads: TrainThreadsOpt = None,
     steps: Annotated[int, typer.Option("--steps", min=3, help="Optimiser steps of the sweep.")] = 1000,
     start_lr: Annotated[float, typer.Option("--start-lr", help="Learning rate of the first step.")] = 1e-7,
     end_lr: Annotated[float, typer.Option("--end-lr", help="Learning rate of the last step.")] = 1.0,
@@ -81,6 +91,7 @@ def lr_find(
     """
     from tissuebert.train.lr_find import lr_range_test
 
+    set_ = _with_threads(set_, threads)
     cfg = load_config(preset, config, set_)
     summary = lr_range_test(cfg, store, out, steps=steps, start_lr=start_lr, end_lr=end_lr, force=force)
     if math.isnan(summary["suggested_lr"]):

@@ -28,6 +28,7 @@ InputOpt = Annotated[Optional[Path], typer.Option("--input", "-i", help="Sample 
 FormatOpt = Annotated[Optional[str], typer.Option("--format", help=f"Input format ({', '.join(INPUT_FORMATS)}); default from the file name.")]
 CpgIndexOpt = Annotated[Optional[Path], typer.Option("--cpg-index", help="wgbs_tools CpG.bed.gz of the reference (for .pat/.beta inputs).")]
 ReferenceOpt = Annotated[Optional[Path], typer.Option("--reference", help="Reference FASTA the model was trained on (rebuilds its panel).")]
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="CPU threads of the model's arithmetic (torch intra-op threads); default: torch's default (one per core).")]
 SampleOpt = Annotated[Optional[str], typer.Option("--sample", help="Use this store sample's reads instead of --input.")]
 
 
@@ -43,3 +44,12 @@ def split_methods(methods: list[str] | None, default: list[str]) -> list[str]:
     for item in methods or default:
         out += [m.strip() for m in item.split(",") if m.strip()]
     return out
+
+
+def set_threads(threads: int | None) -> None:
+    """``--threads N``: torch's intra-op CPU threads for the rest of the process (None = leave as is)."""
+    require_at_least(threads, 1, "--threads")
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)

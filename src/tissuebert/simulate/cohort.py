@@ -8,6 +8,7 @@ pat/<id>.pat.gz(+.csi), bam/<id>.bam(+.bai), truth/, simulate.json.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,10 +202,27 @@ def region_labels(truth: Truth) -> list[str]:
     return ["|".join(tags) for tags in labels]
 
 
+_WORKER: tuple | None = None  # (cfg, truth, flat_genome, out) of a --threads worker process
+
+
+def _init_worker(cfg: SimConfig, truth: Truth, flat_genome: np.ndarray, out: Path) -> None:
+    global _WORKER
+    _WORKER = (cfg, truth, flat_genome, out)
+
+
+def _sample_in_worker(job: tuple[SampleDesign, np.random.SeedSequence]) -> dict:
+    assert _WORKER is not None
+    cfg, truth, flat_genome, out = _WORKER
+    return _simulate_sample(cfg, truth, flat_genome, job[0], np.random.default_rng(job[1]), out)
+
+
 def simulate_cohort(out_dir: str | Path, *, preset: str = "demo", seed: int = 0, force: bool = False,
-                    reference: str | Path | None = None, atlas: str | Path | None = None,
+                    reference: str | Path | None = None, atlas: str | Path | None = None, threads: int = 1,
                     **overrides: Any) -> Path:
     """Simulate a cohort into ``out_dir`` (refused if it exists, unless ``force``); returns it.
+
+    ``threads`` > 1 simulates samples in that many processes; each sample has its own seed, so the
+    files are the same as with one.
 
     ``overrides`` are :class:`SimConfig` fields (e.g. ``tissues=4, regions=50, write_bam=False``).
     """
@@ -226,9 +244,15 @@ def simulate_cohort(out_dir: str | Path, *, preset: str = "demo", seed: int = 0,
         designs = design_samples(cfg, truth.tissues, design_rng)
         flat_genome = np.concatenate(genome.seqs)
         sample_seeds = streams[2].spawn(len(designs))
-        for design, sample_seed in track(list(zip(designs, sample_seeds)), "simulating samples"):
-            rec = _simulate_sample(cfg, truth, flat_genome, design, np.random.default_rng(sample_seed), tmp)
-            truth.samples.append(rec)
+        jobs = list(zip(designs, sample_seeds))
+        if threads <= 1 or len(jobs) <= 1:
+            for design, sample_seed in track(jobs, "simulating samples"):
+                rec = _simulate_sample(cfg, truth, flat_genome, design, np.random.default_rng(sample_seed), tmp)
+                truth.samples.append(rec)
+        else:
+            with ProcessPoolExecutor(max_workers=threads, initializer=_init_worker,
+                                     initargs=(cfg, truth, flat_genome, tmp)) as pool:
+                truth.samples.extend(track(pool.map(_sample_in_worker, jobs), "simulating samples", total=len(jobs)))
         save_truth(truth, tmp)
         _write_sheets(tmp, truth.samples)
         meta = {"tissuebert_version": __version__, "seed": seed, "preset": preset,
