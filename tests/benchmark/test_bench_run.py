@@ -123,8 +123,44 @@ def test_deconvolve_and_predict_a_pat_file(sim, tmp_path):
     with gzip.open(post, "rt") as fh:
         header = fh.readline().rstrip("\n").split("\t")
         first = fh.readline().rstrip("\n").split("\t")
-    assert header == ["window", "count"] + list(state[CKPT.TISSUES]) + ["call"]
-    assert abs(sum(float(v) for v in first[2:-1]) - 1) < 1e-3
+    assert header == (["window", "chrom", "start", "end", "cpg_start", "pattern", "count"]
+                      + list(state[CKPT.TISSUES]) + ["call"])
+    assert abs(sum(float(v) for v in first[7:-1]) - 1) < 1e-3
+    _check_traceable(post, mix, sim.store.panel)
+
+
+def _check_traceable(posteriors, pat_path, panel):
+    """Every predict row names its window and the read's calls there in .pat letters: rebuilt here
+    from the .pat lines and the panel's CpG numbering alone, the (window, pattern) counts agree."""
+    from collections import Counter
+
+    windows = {}  # chrom -> [(first CpG index, CpG indices, window label, BED start)]
+    for w in range(panel.n_windows):
+        cpgs = panel.cpg_index[panel.cpg_ptr[w]:panel.cpg_ptr[w + 1]]
+        if cpgs.size:
+            windows.setdefault(panel.chroms[panel.win_chrom[w]], []).append(
+                (int(cpgs[0]), cpgs.tolist(), panel.window_label(w), int(panel.win_start[w])))
+    expected = Counter()
+    with gzip.open(pat_path, "rt") as fh:
+        for line in fh:
+            chrom, start, pattern, count = line.split("\t")[:4]
+            start = int(start)
+            for first, cpgs, label, _ in windows.get(chrom, []):
+                letters = "".join(pattern[i - start] if 0 <= i - start < len(pattern) else "." for i in cpgs)
+                if letters.strip("."):
+                    expected[(label, first, letters)] += int(count)
+    seen, bed = Counter(), {}
+    with gzip.open(posteriors, "rt") as fh:
+        fh.readline()
+        for line in fh:
+            label, chrom, begin, end, cpg_start, pattern, count = line.split("\t")[:7]
+            seen[(label, int(cpg_start), pattern)] += int(count)
+            bed[label] = (chrom, int(begin), int(end))
+    assert seen == expected and len(seen) > 100
+    for chrom, items in windows.items():
+        for _, _, label, begin in items:
+            if label in bed:
+                assert bed[label] == (chrom, begin, begin + 150)
 
 
 def test_evaluate_adds_oracle_rows_on_a_simulated_store(sim, tmp_path):

@@ -223,13 +223,14 @@ def test_bismark_bam_on_the_atlas_route_equals_its_pat(tmp_path):
     tissues = json.loads((cohort / "simulate.json").read_text())["tissues"]
     cpgs = [line.split("\t") for line in gzip.open(cohort / "CpG.bed.gz", "rt").read().splitlines()]
     rng = np.random.default_rng(0)
-    rows = []
+    rows, markers = [], []
     for line in (cohort / "regions.bed").read_text().splitlines():
         chrom, start, end = line.split("\t")[0], int(line.split("\t")[1]), int(line.split("\t")[2])
         inside = [(int(pos), int(idx)) for c, pos, idx in cpgs if c == chrom and start < int(pos) <= end]
         if len(inside) >= 6:
             (pos0, idx0), (pos5, idx5) = inside[0], inside[5]
             values = "\t".join(f"{v:.3f}" for v in rng.random(len(tissues)))
+            markers.append((chrom, idx0, idx5 + 1))
             rows.append(f"{chrom}\t{pos0}\t{pos5 + 2}\t{idx0}\t{idx5 + 1}\t{tissues[len(rows) % len(tissues)]}"
                         f"\tm{len(rows)}\tU\t{values}")
     atlas = tmp_path / "atlas.tsv"
@@ -237,13 +238,35 @@ def test_bismark_bam_on_the_atlas_route_equals_its_pat(tmp_path):
     assert len(rows) >= 30
     sheet = [line.split("\t") for line in (cohort / "samples.tsv").read_text().splitlines()[1:]]
     for sample in [cols[0] for cols in sheet if cols[2] == "test"][:3]:
-        got = {}
+        got, used = {}, {}
         for name, extra in (("pat", [str(cohort / "pat" / f"{sample}.pat.gz")]),
                             ("bam", [str(cohort / "bam" / f"{sample}.bam"), "--format", "bismark"])):
             out = tmp_path / f"{sample}_{name}"
             assert main(["deconvolve", "--method", "uxm", "--atlas", str(atlas), *extra, "--cpg-index",
                          str(cohort / "CpG.bed.gz"), "--bootstrap", "0", "--out", str(out)]) == 0
             got[name] = read_proportions_tsv(out / OUT.PROPORTIONS)["uxm"]
+            used[name] = sum(int(line.split("\t")[5]) for line in (out / OUT.PROPORTIONS).read_text().splitlines()[1:])
+        # reads_used: whole fragments, the informative ones (>= UXM_MIN_CPGS calls in a marker), counted
+        # here from the .pat lines; the same from the BAM (it once reported all its reads, ~2x fewer than the .pat's)
+        assert used["pat"] == used["bam"] == _informative_fragments(cohort / "pat" / f"{sample}.pat.gz", markers)
         assert max(got["pat"].values()) > 0.3  # the atlas separates something: not a flat answer
         for tissue, value in got["pat"].items():
             assert abs(got["bam"][tissue] - value) < 1e-6, (sample, tissue, value, got["bam"][tissue])
+
+
+def _informative_fragments(pat_path, markers) -> int:
+    """Fragments (with their counts) holding >= UXM_MIN_CPGS calls inside a marker [first, end) of
+    CpG indices, summed over the markers, straight from the .pat lines."""
+    import gzip
+
+    total = 0
+    with gzip.open(pat_path, "rt") as fh:
+        for line in fh:
+            chrom, start, pattern, count = line.split("\t")[:4]
+            start = int(start)
+            for m_chrom, first, end in markers:
+                if m_chrom == chrom:
+                    inside = pattern[max(first - start, 0):max(end - start, 0)]
+                    if sum(c in "CT" for c in inside) >= UXM_MIN_CPGS:
+                        total += int(count)
+    return total

@@ -76,8 +76,8 @@ def test_deconvolve_cli_on_a_store_sample_all_methods(tiny, tmp_path, capsys):
     with gzip.open(out / OUT.POSTERIORS, "rt") as fh:
         header = fh.readline().rstrip("\n").split("\t")
         body = fh.read().splitlines()
-    assert header == ["window", "count"] + tinystore.TISSUES + ["call"]
-    assert sum(int(r.split("\t")[1]) for r in body) == 600
+    assert header == ["window", "chrom", "start", "end", "cpg_start", "pattern", "count"] + tinystore.TISSUES + ["call"]
+    assert sum(int(r.split("\t")[6]) for r in body) == 600
     assert (out / OUT.PROPORTIONS_PNG).read_bytes()[:4] == b"\x89PNG"
     # user errors: one line, exit code 2
     assert main(args) == 2

@@ -83,3 +83,15 @@ def test_train_threads_is_the_config_key():
 
     assert load_config("tiny", overrides=_with_threads(["train.threads=4"], 2)).train.threads == 2
     assert load_config("tiny", overrides=_with_threads(None, None)).train.threads is None
+
+
+def test_predict_out_is_a_tsv_gz_or_a_folder(tiny, tmp_path, capsys):
+    store, ckpt = str(tiny.store.root), str(tiny.checkpoint)
+    args = ["predict", "--checkpoint", ckpt, "--store", store, "--sample", "Liver_test0", "--device", "cpu"]
+    assert main([*args, "--out", str(tmp_path / "p.tsv")]) == 2  # not gzipped TSV by name: refused, named
+    assert "p.tsv" in capsys.readouterr().err and not (tmp_path / "p.tsv").exists()
+    folder = tmp_path / "posteriors"
+    folder.mkdir()
+    assert main([*args, "--out", str(folder)]) == 0
+    assert [p.name for p in folder.iterdir()] == ["Liver_test0.posteriors.tsv.gz"]
+    assert main([*args, "--out", str(folder)]) == 2  # exists, no --force

@@ -16,7 +16,7 @@ from tissuebert.errors import TissueBertError
 
 def predict(
     checkpoint: CheckpointOpt,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Per-read posteriors file (.tsv.gz).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Per-read posteriors file (ending in .tsv.gz), or an existing folder (then FOLDER/<sample>.posteriors.tsv.gz).")],
     input: InputOpt = None,
     fmt: FormatOpt = None,
     cpg_index: CpgIndexOpt = None,
@@ -30,7 +30,8 @@ def predict(
     force: ForceOpt = False,
 ) -> None:
     """Per-read tissue posteriors of one sample (identical reads collapsed, with their count) to a
-    gzipped TSV: window, count, one column per tissue, call.
+    gzipped TSV: window, chrom, start, end, cpg_start, pattern, count, one column per tissue, call
+    (docs/deconvolution.md).
 
     Example: tissuebert predict --checkpoint run/checkpoints/best_acc.pt --input sample.pat.gz --cpg-index CpG.bed.gz --reference genome.fa --out sample.posteriors.tsv.gz
     """
@@ -41,11 +42,25 @@ def predict(
         raise TissueBertError(f"--temperature must be > 0, got {temperature}")
     if sample is not None and store is None:
         raise TissueBertError("--sample needs --store")
+    out = _posteriors_path(out, input, sample)
     n_rows, n_reads = predict_sample(out, checkpoint=checkpoint, input_path=input, fmt=fmt, cpg_index=cpg_index,
                                      reference=reference, store_root=store, sample_id=sample,
                                      temperature=temperature, device=device, precision=precision,
                                      force=force)
     typer.echo(f"{n_reads} reads ({n_rows} unique) -> {out}")
+
+
+def _posteriors_path(out: Path, input: Path | None, sample: str | None) -> Path:
+    """--out as a file ending in .tsv.gz, or an existing folder that gets <sample>.posteriors.tsv.gz."""
+    from tissuebert.io.formats import sample_id_from_path
+
+    if out.is_dir():
+        name = sample if sample is not None else sample_id_from_path(input) if input is not None else "sample"
+        return out / f"{name}.posteriors.tsv.gz"
+    if not out.name.endswith(".tsv.gz"):
+        raise TissueBertError(f"--out {out}: the posteriors are a gzipped TSV; name the file *.tsv.gz "
+                              "or give an existing folder")
+    return out
 
 
 def register(app: typer.Typer) -> None:

@@ -168,7 +168,7 @@ def _write(out: Path, specs: list[InputSpec], samples: list[SampleInput], rows: 
             for k, spec in enumerate(specs):
                 sample = samples[k]
                 write_posteriors(folders[spec.sample_id] / OUT.POSTERIORS, sample.panel, list(state[CKPT.TISSUES]),
-                                 sample.window_idx, loglik[rows.inverse[k]], sample.counts)
+                                 sample.window_idx, loglik[rows.inverse[k]], sample.counts, sample.calls)
         samples_info = [{"sample": s.sample_id, "input": s.source, "folder": "." if single else s.sample_id,
                          "n_reads": results[s.sample_id][0].n_reads if results[s.sample_id] else 0,
                          "warnings": result_warning_lines(results[s.sample_id])} for s in specs]

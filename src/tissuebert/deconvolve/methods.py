@@ -86,7 +86,21 @@ Fit = Callable[..., np.ndarray]  # fit(evidence, weights (R,), *, max_iter, tol,
 
 
 def _share_of_reads(evidence: Evidence, weights: np.ndarray, estimate: np.ndarray) -> np.ndarray:
-    return estimate * int(round(weights.sum()))
+    return estimate * _all_reads(evidence, weights)
+
+
+def _all_reads(evidence: Evidence, weights: np.ndarray) -> int:
+    return int(round(weights.sum()))
+
+
+def _called_in_markers(evidence: Evidence, weights: np.ndarray) -> int:
+    """nnls: the reads with a call in a marker (what its per-marker levels are made of)."""
+    return int(round(weights @ (evidence.markers.n_called > 0)))
+
+
+def _informative(evidence: Evidence, weights: np.ndarray) -> int:
+    """uxm: the informative fragments (>= UXM_MIN_CPGS calls in a marker), not the file's reads."""
+    return int(round(weights @ evidence.markers.informative))
 
 
 @dataclass(frozen=True)
@@ -97,6 +111,7 @@ class Method:
     needs: str  # one of NEEDS: the evidence its context prepares
     fit: Fit  # (evidence, weights, *, max_iter, tol, init) -> proportions (T,) summing to 1
     attributed: Callable[[Evidence, np.ndarray, np.ndarray], np.ndarray] = _share_of_reads  # reads_used (T,)
+    used: Callable[[Evidence, np.ndarray], int] = _all_reads  # n_reads: the reads the estimate rests on
     bootstrap: bool = True  # intervals by redrawing the reads (multinomial over the weights); False: none
     listed: bool = True  # offered by deconvolve and run by default in the benchmark (oracle: benchmark only)
     cli_note: str = ""  # shown after the name in `deconvolve --help`
@@ -154,8 +169,9 @@ REGISTRY: dict[str, Method] = {m.name: m for m in (
            lambda ev, w, est: np.bincount(ev.call, weights=w, minlength=len(ev.tissues))),
     # EM over the simple rival's likelihoods, fit on a store's training split
     Method("logreg", NEEDS.LOGREG, _em, _em_attributed, cli_note="needs --store"),
-    Method("uxm", NEEDS.MARKERS, _uxm, from_atlas=_uxm_on_atlas),
-    Method("nnls", NEEDS.MARKERS, _nnls),
+    Method("uxm", NEEDS.MARKERS, _uxm, lambda ev, w, est: est * _informative(ev, w), _informative,
+           from_atlas=_uxm_on_atlas),
+    Method("nnls", NEEDS.MARKERS, _nnls, lambda ev, w, est: est * _called_in_markers(ev, w), _called_in_markers),
     # EM over the simulator's exact likelihoods: the benchmark's ceiling on simulated data
     Method("oracle", NEEDS.ORACLE, _em, _em_attributed, listed=False),
 )}
@@ -207,4 +223,4 @@ def run_method(method: Method, evidence: Evidence, weights: np.ndarray, *, n_boo
                              n_boot=n_boot if method.bootstrap and n_boot > 0 else 0, ci_level=ci_level, seed=seed,
                              estimate=estimate)
     return DeconvResult(evidence.tissues, method.name, estimate, low, high,
-                        method.attributed(evidence, weights, estimate), int(round(weights.sum())), ci_level)
+                        method.attributed(evidence, weights, estimate), method.used(evidence, weights), ci_level)

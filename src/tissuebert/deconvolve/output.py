@@ -9,9 +9,12 @@ import numpy as np
 
 from tissuebert.atomic import atomic_path
 from tissuebert.deconvolve.run import DeconvResult
+from tissuebert.constants import METH_NONE, WINDOW_BP
 from tissuebert.store.panel import Panel
+from tissuebert.store.sample import unpack_calls
 
 PROPORTION_COLUMNS = ("method", "tissue", "proportion", "ci_low", "ci_high", "reads_used")
+PATTERN_LETTERS = "TC."  # call code METH_U, METH_M, METH_NONE -> its .pat letter
 
 
 def write_results(root: Path, results: dict[str, list[DeconvResult]]) -> dict[str, Path]:
@@ -55,7 +58,7 @@ def proportions_tsv(results: list[DeconvResult]) -> str:
     for res in results:
         for row in res.rows():
             lines.append(f"{row['method']}\t{row['tissue']}\t{row['proportion']:.6f}\t{row['ci_low']:.6f}\t"
-                         f"{row['ci_high']:.6f}\t{row['reads_used']:.1f}")
+                         f"{row['ci_high']:.6f}\t{row['reads_used']:d}")
     return "\n".join(lines) + "\n"
 
 
@@ -154,13 +157,22 @@ def plot_proportions(results: list[DeconvResult], path: str | Path, title: str =
 
 
 def write_posteriors(path: str | Path, panel: Panel, tissues: list[str], window_idx: np.ndarray,
-                     loglik: np.ndarray, counts: np.ndarray | None, *, chunk: int = 200_000) -> None:
-    """Per-read posteriors (uniform prior: the model's evidence alone) as a gzipped TSV:
-    ``window  count  <one column per tissue>  call``; written in chunks to bound memory."""
+                     loglik: np.ndarray, counts: np.ndarray | None, calls: np.ndarray, *, chunk: int = 200_000) -> None:
+    """Per-read posteriors (uniform prior: the model's evidence alone) as a gzipped TSV, one row per
+    unique (window, read pattern), written in chunks to bound memory:
+
+    ``window chrom start end cpg_start pattern count <one column per tissue> call``
+
+    ``start``/``end`` are the window's BED coordinates (0-based, half-open), ``cpg_start`` the
+    wgbs_tools CpG index (1-based) of its first CpG, ``pattern`` the read's calls on the window's
+    CpGs in .pat letters (C methylated, T unmethylated, . no call), so a row is traced back to the
+    reads of the input (``count`` of them) without the model."""
     window_idx = np.asarray(window_idx, dtype=np.int64)
     counts = np.ones(len(window_idx), np.int64) if counts is None else np.asarray(counts).astype(np.int64)
     names = np.array(tissues, dtype=object)
-    header = ["window", "count", *tissues, "call"]
+    letters = np.frombuffer(PATTERN_LETTERS.encode(), dtype=np.uint8)  # indexed by call code
+    width = max(panel.max_cpgs, 1)
+    header = ["window", "chrom", "start", "end", "cpg_start", "pattern", "count", *tissues, "call"]
     with atomic_path(path) as tmp, gzip.open(tmp, "wt", compresslevel=5) as fh:
         fh.write("\t".join(header) + "\n")
         for start in range(0, len(window_idx), chunk):
@@ -170,7 +182,16 @@ def write_posteriors(path: str | Path, panel: Panel, tissues: list[str], window_
             wins = window_idx[start:start + chunk]
             uniq, inverse = np.unique(wins, return_inverse=True)
             labels = np.array([panel.window_label(int(w)) for w in uniq], dtype=object)[inverse]
-            cols = [labels, counts[start:start + chunk].astype(str)]
+            chroms = np.array(panel.chroms, dtype=object)[panel.win_chrom[wins]]
+            begin = panel.win_start[wins]
+            codes = unpack_calls(np.asarray(calls[start:start + chunk]), width)  # (n, K) call codes
+            n_cpgs = panel.n_cpgs[wins]
+            chars = letters[np.minimum(codes, METH_NONE)]  # (n, K) uint8
+            patterns = [row[:k].tobytes().decode() for row, k in zip(chars, n_cpgs)]
+            first = panel.cpg_index[np.minimum(panel.cpg_ptr[wins], max(len(panel.cpg_index) - 1, 0))]
+            cols = [labels, chroms, begin.astype(str), (begin + WINDOW_BP).astype(str),
+                    np.where(n_cpgs > 0, first, 0).astype(str), patterns,
+                    counts[start:start + chunk].astype(str)]
             cols += [np.char.mod("%.5f", post[:, t]) for t in range(post.shape[1])]
             cols.append(names[post.argmax(axis=1)])
             fh.write("\n".join("\t".join(row) for row in zip(*cols)) + "\n")

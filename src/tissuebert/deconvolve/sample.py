@@ -118,7 +118,7 @@ def _atlas_uxm(atlas_path: Path, input_path: Path | None, n_boot: int, ci_level:
 
     low, high, _ = bootstrap(refit, multinomial_draw(pat.counts), n_out=len(atlas.tissues), n_boot=n_boot,
                              ci_level=ci_level, seed=seed, estimate=est)
-    n_reads = int(pat.counts.sum())
+    n_reads = int(round(mc.informative[usable].sum()))  # informative fragments (one across two markers counts twice)
     return DeconvResult(list(atlas.tissues), "uxm", est, low, high, est * n_reads, n_reads, ci_level)
 
 
@@ -135,5 +135,6 @@ def predict_sample(out: Path, *, checkpoint: Path, input_path: Path | None = Non
                          store=store, sample_id=sample_id, min_cpgs=config.data.min_cpgs)
     _, loglik = score_reads(state, sample.panel, sample.window_idx, sample.calls, temperature=temperature,
                             device=device, precision=precision)
-    write_posteriors(out, sample.panel, list(state[CKPT.TISSUES]), sample.window_idx, loglik, sample.counts)
+    write_posteriors(out, sample.panel, list(state[CKPT.TISSUES]), sample.window_idx, loglik, sample.counts,
+                     sample.calls)
     return len(sample.counts), int(sample.counts.sum())
