@@ -173,3 +173,33 @@ def test_without_head_logits_the_logits_are_the_weighted_count_route_alone():
     with pytest.raises(ValueError, match="count_weights"):
         build_model(load_config("tiny", overrides=["model.head_logits=false", "model.count_weights=false"]).model, 3,
                     panel_buffers(_Panel()))
+
+
+def test_leave_out_gives_each_counted_read_the_evidence_of_the_other_reads():
+    """train.count_source = split: every training read is in the tally before step 0, so a read's
+    own calls are taken out of its own evidence. Each read's evidence then equals plain naive
+    Bayes over the *other* training reads (recomputed in Python without it)."""
+    model = _model(observed=True).eval()
+    dna, meth, window = _reads([calls for calls, _ in TRAINING])
+    labels = torch.tensor([t for _, t in TRAINING])
+    features = model.panel(window, meth)
+    with torch.no_grad():
+        loo = model.counts.token_log_p(features, labels).sum(1).numpy()
+        kept = model.counts.token_log_p(features).sum(1).numpy()
+    for i, (calls, tissue) in enumerate(TRAINING):
+        others = TRAINING[:i] + TRAINING[i + 1:]
+        np.testing.assert_allclose(loo[i], _naive_bayes(others, calls, 3, 8.0), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(kept[i], _naive_bayes(TRAINING, calls, 3, 8.0), rtol=1e-5, atol=1e-5)
+    # and through the model's forward: only the count route's term changes
+    with torch.no_grad():
+        diff = (model(dna, meth, window) - model(dna, meth, window, leave_out=labels)).numpy()
+    np.testing.assert_allclose(diff, kept - loo, rtol=1e-4, atol=1e-5)
+
+
+def test_set_tally_replaces_the_counts_and_refuses_another_shape():
+    model = _model(observed=True)
+    fresh = torch.arange(model.counts.tally.numel(), dtype=torch.float32).view_as(model.counts.tally)
+    model.set_tally(fresh)
+    assert torch.equal(model.counts.tally, fresh)
+    with pytest.raises(ValueError, match="shape"):
+        model.set_tally(fresh[:-1])

@@ -67,3 +67,34 @@ def test_under_torchrun_every_rank_counts_every_ranks_reads(marker_store, tmp_pa
     # 4 optimiser steps x 2 micro-batches, on each of 2 ranks
     expected = recount(marker_store, seed=42, epochs=1, micro_per_epoch=8, batch_size=32, ranks=2)
     np.testing.assert_array_equal(tally, expected)
+
+
+def _split_tally(store_root) -> np.ndarray:
+    """Every training read with >= 1 call, counted straight from the store's files."""
+    store = Store.open(store_root)
+    panel = store.panel
+    tally = np.zeros((2 * int(panel.cpg_ptr[-1]) + 1, len(store.tissues)))
+    for rec in store.samples("train"):
+        reads = store.reads(rec)
+        feats, valid = cpg_call_features(panel, np.asarray(reads.window_idx), np.asarray(reads.calls))
+        np.add.at(tally, (feats[valid], np.full(feats.shape, rec.tissue_id)[valid]), 1)
+    return tally
+
+
+def test_count_source_split_counts_the_whole_training_split_before_step_0(marker_store, tmp_path):
+    """train.count_source = split: the tally is the split's every call from the first step on, and
+    training adds nothing to it (each read's own calls are left out of its evidence instead)."""
+    expected = _split_tally(marker_store)
+    assert expected.sum() > 5_000  # every training read's calls, several per read
+    run = tmp_path / "split"
+    args = sets(*FAST, *COUNTS, "train.count_source=split", "train.epochs=2", "train.steps_per_epoch=5")
+    assert main(["train", "--store", str(marker_store), "--out", str(run), "--preset", "tiny", *args]) == 0
+    for name in ("best_loss.pt", "last.pt"):
+        tally = load_checkpoint(run / RUN.CHECKPOINTS / name)[CKPT.MODEL]["counts.tally"].numpy()
+        np.testing.assert_array_equal(tally, expected, err_msg=name)
+    # stream (the default) after the same steps holds only the drawn reads: far fewer
+    stream = tmp_path / "stream"
+    args = sets(*FAST, *COUNTS, "train.epochs=2", "train.steps_per_epoch=5")
+    assert main(["train", "--store", str(marker_store), "--out", str(stream), "--preset", "tiny", *args]) == 0
+    drawn = load_checkpoint(stream / RUN.CHECKPOINTS / "last.pt")[CKPT.MODEL]["counts.tally"].numpy()
+    assert drawn.sum() < expected.sum() / 3

@@ -53,7 +53,8 @@ def _run(*, step: int, pretrain: int, weight: float) -> SimpleNamespace:
     torch.manual_seed(0)
     model = TissueBERT(n_tissues=3, n_layers=1, hidden=16, n_heads=2, ffn=32, head_hidden=16, dropout=0.0,
                        call_head=True)
-    cfg = SimpleNamespace(pretrain_steps=pretrain, mask_weight=weight, mask_prob=0.3, precision="fp32")
+    cfg = SimpleNamespace(pretrain_steps=pretrain, mask_weight=weight, mask_prob=0.3, precision="fp32",
+                          count_source="stream")
     return SimpleNamespace(config=SimpleNamespace(train=cfg), model=model, raw_model=model,
                            info=SimpleNamespace(device=torch.device("cpu")),
                            position=Position(step=step, steps_per_epoch=100), loss_fn=torch.nn.CrossEntropyLoss())

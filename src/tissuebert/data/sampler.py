@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tissuebert.data.eligibility import sample_eligible_rows
+from tissuebert.data.features import cpg_call_features
 from tissuebert.data.tokens import TokenTables
 from tissuebert.errors import StoreError
 from tissuebert.progress import get_logger
@@ -156,6 +157,28 @@ class TrainSampler:
         prior = np.zeros(len(self.store.tissues))
         np.add.at(prior, self.file_tissue, self.file_weight)
         return prior.tolist()
+
+    def call_tally(self, chunk: int = 1 << 16) -> np.ndarray:
+        """(2 x panel CpGs + 1, T) float32: how many eligible reads of each tissue carry each
+        (panel CpG, call), over the whole split (the count route's tally when ``train.count_source``
+        is ``split``; the last row, tokens without a call, stays zero). Exact: float32 counts to 2^24
+        per cell, and a cell past that raises rather than rounds."""
+        panel = self.store.panel
+        n_features, n_tissues = 2 * int(panel.cpg_ptr[-1]) + 1, len(self.store.tissues)
+        tally = np.zeros(n_features * n_tissues, dtype=np.int64)
+        for f, rec in enumerate(self.samples):
+            rows = self._row_maps[f]
+            reads = self.store.reads(rec, mmap=True)
+            n = reads.n_reads if rows is None else rows.size
+            for begin in range(0, n, chunk):
+                pick = np.arange(begin, min(n, begin + chunk)) if rows is None else rows[begin:begin + chunk]
+                feature, valid = cpg_call_features(panel, np.asarray(reads.window_idx[pick]),
+                                                   np.asarray(reads.calls[pick]))
+                tally += np.bincount(feature[valid] * n_tissues + self.file_tissue[f], minlength=tally.size)
+        if tally.max(initial=0) >= 2**24:
+            raise StoreError("a (CpG, call, tissue) count passes 2^24, beyond float32's exact integers",
+                             path=self.store.root, hint="set train.count_source=stream")
+        return tally.reshape(n_features, n_tissues).astype(np.float32)
 
     def steps_per_epoch(self, batch_size: int, accum_steps: int, world_size: int) -> int:
         """One pass over the eligible training reads, capped at MAX_AUTO_STEPS optimiser steps."""

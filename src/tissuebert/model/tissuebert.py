@@ -285,10 +285,12 @@ class TissueBERT(nn.Module):
     # that training sits at chance for thousands of steps (docs/training.md).
 
     def forward(self, dna: torch.Tensor, meth: torch.Tensor, window: torch.Tensor | None = None, *,
-                with_calls: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                with_calls: bool = False, leave_out: torch.Tensor | None = None
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """dna, meth: (B, L) integer tokens; window: (B,) panel window index (needed by the
         panel-bound parts) -> (B, n_tissues) logits; with ``with_calls`` (needs the call head)
-        also (B, L, 2) call logits of every token, for the masked-call objective."""
+        also (B, L, 2) call logits of every token, for the masked-call objective. ``leave_out``
+        (B,) labels of reads the count route's tally already holds (:meth:`CpGCounts.token_log_p`)."""
         if with_calls and self.call_head is None:
             raise ValueError("with_calls needs the call head (model.call_head)")
         if dna.shape != meth.shape or dna.dim() != 2:
@@ -308,7 +310,7 @@ class TissueBERT(nn.Module):
             if self.cpg_emb is not None:
                 cpg_vectors = self.cpg_emb(features)  # (B, L, cpg_embedding_dim), zero where no call
                 x = x + (self.cpg_proj(cpg_vectors) if self.cpg_proj is not None else cpg_vectors)
-        token_log_p = self.counts.token_log_p(features) if self.counts is not None else None  # (B, L, T)
+        token_log_p = self.counts.token_log_p(features, leave_out) if self.counts is not None else None  # (B, L, T)
         if self.count_proj is not None:
             x = x + self.count_proj(token_log_p - token_log_p.mean(-1, keepdim=True)).to(x.dtype)
         x = self.emb_drop(x)
@@ -333,6 +335,16 @@ class TissueBERT(nn.Module):
         if with_calls:
             return logits, self.call_head(x)
         return logits
+
+    @torch.no_grad()
+    def set_tally(self, tally: torch.Tensor) -> None:
+        """Replace the count route's tally with counts made elsewhere ((panel features, T), the
+        whole training split's: ``TrainSampler.call_tally``)."""
+        if self.counts is None:
+            raise ValueError("this model has no count route (model.cpg_counts)")
+        if tuple(tally.shape) != tuple(self.counts.tally.shape):
+            raise ValueError(f"tally of shape {tuple(tally.shape)}, the model's is {tuple(self.counts.tally.shape)}")
+        self.counts.tally.copy_(tally)
 
     @torch.no_grad()
     def observe(self, meth: torch.Tensor, window: torch.Tensor, labels: torch.Tensor) -> None:
@@ -442,11 +454,18 @@ class CpGCounts(nn.Module):
         self.log_scale = nn.Parameter(torch.zeros(()))
 
     @torch.no_grad()
-    def token_log_p(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, L) feature ids -> (B, L, T) log p(call | CpG, tissue) of each called token, 0 elsewhere."""
+    def token_log_p(self, features: torch.Tensor, leave_out: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) feature ids -> (B, L, T) log p(call | CpG, tissue) of each called token, 0 elsewhere.
+
+        ``leave_out`` (B,) tissue labels: the reads are in the tally (``train.count_source`` =
+        ``split``) and each read's own calls are taken out of its own evidence (leave-one-out), so
+        training sees the counts as a new read will."""
         called = features != self.pad  # (B, L)
         own = torch.where(called, features, torch.zeros_like(features))
         mine = self.tally[own]  # (B, L, T) reads of each tissue with this call
+        if leave_out is not None:
+            self_count = F.one_hot(leave_out.long(), self.tally.shape[1]).to(mine.dtype)[:, None, :]  # (B, 1, T)
+            mine = (mine - self_count * called.unsqueeze(-1)).clamp_min(0.0)
         other = self.tally[own ^ 1]  # ... with the other call at the same CpG (feature 2g + c <-> 2g + 1 - c)
         total = mine + other
         pooled = (mine.sum(-1, keepdim=True) + 1.0) / (total.sum(-1, keepdim=True) + 2.0)  # (B, L, 1)

@@ -209,7 +209,8 @@ def optimizer_step(run: Run, stream: "BatchStream", faults: dict) -> tuple[float
         sync = contextlib.nullcontext() if (last or not info.enabled) else run.model.no_sync()
         with sync:
             loss, logits = _forward_loss(run, dna, meth, window, labels)
-            _observe(run, meth, window, labels)
+            if cfg.count_source == "stream":
+                _observe(run, meth, window, labels)
             if run.position.global_step in faults["nan_steps"]:
                 loss = loss * float("nan")
             if run.position.global_step in faults["spike_steps"]:
@@ -250,9 +251,10 @@ def _forward_loss(run: Run, dna: torch.Tensor, meth: torch.Tensor, window: torch
     head's output still enters the loss times 0 (under DDP every parameter must take part).
     """
     cfg = run.config.train
+    leave_out = labels if cfg.count_source == "split" and getattr(run.raw_model, "counts", None) is not None else None
     if getattr(run.raw_model, "call_head", None) is None:
         with autocast_context(run.info.device, cfg.precision):
-            logits = run.model(dna, meth, window)  # (B, C)
+            logits = run.model(dna, meth, window, leave_out=leave_out)  # (B, C)
         return run.loss_fn(logits.float(), labels), logits
     pretraining = run.position.global_step < cfg.pretrain_steps
     weight = 1.0 if pretraining else cfg.mask_weight
@@ -260,7 +262,7 @@ def _forward_loss(run: Run, dna: torch.Tensor, meth: torch.Tensor, window: torch
     if weight > 0:
         meth, target = mask_calls(meth, cfg.mask_prob)
     with autocast_context(run.info.device, cfg.precision):
-        logits, call_logits = run.model(dna, meth, window, with_calls=True)  # (B, C), (B, L, 2)
+        logits, call_logits = run.model(dna, meth, window, with_calls=True, leave_out=leave_out)  # (B, C), (B, L, 2)
     class_loss = run.loss_fn(logits.float(), labels)
     hidden = target >= 0 if target is not None else None
     if hidden is None or not bool(hidden.any()):

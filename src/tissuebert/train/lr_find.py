@@ -24,6 +24,7 @@ from tissuebert.model.tissuebert import build_model
 from tissuebert.progress import get_logger, track
 from tissuebert.store.store import Store
 from tissuebert.train.optim import build_loss, build_optimizer
+from tissuebert.train.setup import prime_counts
 from tissuebert.train.state import step_seed
 
 log = get_logger("train.lr_find")
@@ -71,7 +72,9 @@ def lr_range_test(config: Config, store: str | Path, out: str | Path, *, steps: 
     sampler = TrainSampler(store_, min_cpgs=config.data.min_cpgs, in_memory=config.data.in_memory, seed=cfg.seed,
                            cpg_dropout=config.data.cpg_dropout)
     torch.manual_seed(cfg.seed)
-    model = build_model(config.model, len(store_.tissues), store_.panel).to(device).train()
+    model = build_model(config.model, len(store_.tissues), store_.panel).to(device)
+    prime_counts(model, sampler, cfg.count_source)
+    model.train()
     optimizer = build_optimizer(model, cfg)
     loss_fn = build_loss(cfg)
     lrs = start_lr * (end_lr / start_lr) ** (np.arange(steps) / max(steps - 1, 1))  # (steps,) geometric
@@ -102,10 +105,12 @@ def _one_step(model, optimizer, loss_fn, sampler: TrainSampler, step: int, confi
         batch = sampler.batch(0, step * cfg.accum_steps + micro, cfg.batch_size)
         dna, meth, labels, window = (torch.from_numpy(a).to(device).long()
                                      for a in (batch.dna, batch.meth, batch.labels, batch.window_idx))
+        split = cfg.count_source == "split"
         with autocast_context(device, cfg.precision):
-            logits = model(dna, meth, window)  # (B, C)
+            logits = model(dna, meth, window, leave_out=labels if split and model.counts is not None else None)
         loss = loss_fn(logits.float(), labels)
-        model.observe(meth, window, labels)  # the count route (if any) learns as in training
+        if not split:
+            model.observe(meth, window, labels)  # the count route (if any) learns as in training
         (loss / cfg.accum_steps).backward()
         total += float(loss.detach())
     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,8 +222,10 @@ def setup_run(config: Config, store_root: str | Path, run_dir: str | Path, *, re
         _restore(run, state)
         if init_from is not None:
             log.info("--init-from ignored: %s already holds a checkpoint to continue", run_dir)
-    elif init_from is not None:
-        run.init_from = load_init_weights(model, init_from, tissues=store.tissues, panel_hash=store.panel_hash)
+    else:
+        if init_from is not None:
+            run.init_from = load_init_weights(model, init_from, tissues=store.tissues, panel_hash=store.panel_hash)
+        prime_counts(model, sampler, cfg.count_source)
     run.resume_count = _count_resume(run_dir, point, restarted, config, info)  # once every check has passed
     if info.enabled:
         # broadcast_buffers off: the panel buffers never change, and the count route's tally is kept
@@ -237,6 +240,17 @@ def setup_run(config: Config, store_root: str | Path, run_dir: str | Path, *, re
                  "(per-CpG tables %.2e)", cfg.epochs, steps_per_epoch, cfg.batch_size, cfg.accum_steps, info.world_size,
                  info.device, cfg.precision, cfg.max_lr, panel_lr)
     return run
+
+
+def prime_counts(model: TissueBERT, sampler: TrainSampler, source: str) -> None:
+    """train.count_source = split: the count route starts holding every eligible training read
+    (a new run only; a resumed run's tally comes back with its weights). Every rank counts the
+    whole split, so the tallies agree without a broadcast."""
+    if source != "split" or model.counts is None:
+        return
+    started = time.perf_counter()
+    model.set_tally(torch.from_numpy(sampler.call_tally()))
+    log.info("count route: %d training reads counted (%.1f s)", sampler.n_reads, time.perf_counter() - started)
 
 
 def _restore(run: Run, state: dict[str, Any]) -> None:
