@@ -7,7 +7,7 @@ PY  := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast mutation bench clean
+.PHONY: install demo lint test test-fast mutation bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/tissuebert demo --out $(DEMO_OUT) --force
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+
+test: lint
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)

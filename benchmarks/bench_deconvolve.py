@@ -91,9 +91,9 @@ def mode_score(args: argparse.Namespace) -> dict:
     import numpy as np
 
     from tissuebert.deconvolve import proportions_from_loglik, score_reads
+    from tissuebert.inference import predict as infer
     from tissuebert.inference.device import resolve_device
     from tissuebert.prepare import read_sample_windows
-    from tissuebert.inference import predict as infer
 
     cohort = Path(args.cohort)
     panel = _panel(cohort)

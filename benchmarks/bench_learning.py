@@ -29,11 +29,11 @@ from tissuebert.constants import CKPT_LAST, RUN
 from tissuebert.data.eval_set import build_eval_reads
 from tissuebert.data.tokens import TokenTables
 from tissuebert.evaluate.oracle import cohort_of_store, oracle_loglik_for_reads
-from tissuebert.store.store import Store
-from tissuebert.train import run_training
 from tissuebert.inference.checkpoint import load_checkpoint, model_from_checkpoint
 from tissuebert.inference.predict import predict_logits
 from tissuebert.metrics import classification_metrics
+from tissuebert.store.store import Store
+from tissuebert.train import run_training
 
 
 def balanced_accuracy(pred: np.ndarray, labels: np.ndarray, n_tissues: int) -> float:

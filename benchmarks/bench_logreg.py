@@ -30,9 +30,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from tissuebert.data.eval_set import build_eval_reads
     from tissuebert.evaluate.oracle import cohort_of_store, oracle_loglik_for_reads
-    from tissuebert.store.store import Store
     from tissuebert.inference import logreg
     from tissuebert.metrics import classification_metrics
+    from tissuebert.store.store import Store
 
     store = Store.open(args.store)
     reads = build_eval_reads(store, "test", max_reads_per_sample=None, seed=0)

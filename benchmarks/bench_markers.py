@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 
-
 def run_markers(args: list[str]) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB, the largest process) of one `tissuebert markers` run."""
     start = time.perf_counter()

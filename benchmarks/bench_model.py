@@ -29,7 +29,6 @@ from tissuebert.config import load_config
 from tissuebert.constants import DNA_VOCAB, METH_VOCAB, N_TOKENS
 from tissuebert.model import build_model
 
-
 DEVICE = torch.device("cpu")  # set by main(): --device
 
 
@@ -213,7 +212,8 @@ def main(argv: list[str] | None = None) -> dict:
           f"({100 * gemm['bf16'] / peak['bf16']:.0f}%)")
     models = {"tissuebert": lambda: build_tissuebert(cfg), "hf_bert": lambda: HFBert(cfg, 22),
               "nn_transformer": lambda: TorchEncoder(cfg, 22)}
-    results: dict = {"device": str(DEVICE), "peak_gflops": peak, "layer_gemm_gflops": gemm, "batch": args.batch, "preset": args.preset, "rows": []}
+    results: dict = {"device": str(DEVICE), "peak_gflops": peak, "layer_gemm_gflops": gemm, "batch": args.batch,
+                     "preset": args.preset, "rows": []}
     ref = build_tissuebert(cfg)
     n_params = non_embedding_params(ref)
     s, d, n_layers = N_TOKENS, cfg.hidden, cfg.n_layers
@@ -231,7 +231,8 @@ def main(argv: list[str] | None = None) -> dict:
                    "frac_of_layer_gemms": gflops / gemm[precision]}
             results["rows"].append(row)
             print(f"{precision:5s} {name:15s} train {tr:7.1f} samples/s ({gflops:6.0f} GFLOP/s, "
-                  f"{100 * gflops / peak[precision]:4.0f}% of matmul, {100 * gflops / gemm[precision]:3.0f}% of GEMMs)  infer {inf:7.1f} samples/s")
+                  f"{100 * gflops / peak[precision]:4.0f}% of matmul, {100 * gflops / gemm[precision]:3.0f}% of GEMMs)  "
+                  f"infer {inf:7.1f} samples/s")
     for precision in ("bf16", "fp32"):
         rows = {r["model"]: r for r in results["rows"] if r["precision"] == precision}
         ratio = rows["tissuebert"]["train_samples_s"] / rows["hf_bert"]["train_samples_s"]

@@ -49,7 +49,8 @@ def _panel(chroms, win_chrom, win_start, cpg_lists):
 
 
 def marker_panel():
-    rows = [ln.split("\t") for ln in (DATA / "UXM_deconv" / "supplemental" / "Atlas.U25.l4.hg19.tsv").read_text().splitlines()[1:]]
+    rows = [ln.split("\t")
+            for ln in (DATA / "UXM_deconv" / "supplemental" / "Atlas.U25.l4.hg19.tsv").read_text().splitlines()[1:]]
     chroms = sorted({r[0] for r in rows}, key=lambda c: (len(c), c))
     rows.sort(key=lambda r: (chroms.index(r[0]), int(r[3])))
     cpgs = [[(k, i) for k, i in enumerate(range(int(r[3]), int(r[4])))] for r in rows]
@@ -98,8 +99,10 @@ def bismark_inputs(tmp: Path):
                         calls[(read.reference_name, pos)][xm[q] == "z"] += 1
     cov, bed = tmp / "s.cov", tmp / "s.bedmethyl"
     keys = sorted(calls, key=lambda k: (k[0], k[1]))
-    cov.write_text("".join(f"{c}\t{p + 1}\t{p + 1}\t{100 * m / (m + u):.2f}\t{m}\t{u}\n" for (c, p), (m, u) in ((k, calls[k]) for k in keys)))
-    bed.write_text("".join(f"{c}\t{p}\t{p + 1}\tm\t{m + u}\t+\t{p}\t{p + 1}\t255,0,0\t{m + u}\t{100 * m / (m + u):.2f}\t{m}\t{u}\t0\t0\t0\t0\t0\n"
+    cov.write_text("".join(f"{c}\t{p + 1}\t{p + 1}\t{100 * m / (m + u):.2f}\t{m}\t{u}\n"
+                           for (c, p), (m, u) in ((k, calls[k]) for k in keys)))
+    bed.write_text("".join(f"{c}\t{p}\t{p + 1}\tm\t{m + u}\t+\t{p}\t{p + 1}\t255,0,0\t{m + u}\t"
+                           f"{100 * m / (m + u):.2f}\t{m}\t{u}\t0\t0\t0\t0\t0\n"
                            for (c, p), (m, u) in ((k, calls[k]) for k in keys)))
     return bam, positions_panel(cpg_by_chrom), cov, bed
 
@@ -167,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     if not DATA.is_dir():
         print(f"real data not found at {DATA}", file=sys.stderr)
         return 1
-    print(f"{'format':<10} {'files':>5} {'reads':>9} {'rows':>9} {'best s':>8} {'reads/s':>10} {'vs MethylBERT':>13} {'peak RSS MB':>11}")
+    print(f"{'format':<10} {'files':>5} {'reads':>9} {'rows':>9} {'best s':>8} {'reads/s':>10} "
+          f"{'vs MethylBERT':>13} {'peak RSS MB':>11}")
     for fmt in args.only:
         res = subprocess.run([sys.executable, __file__, "--one", fmt, "--repeat", str(args.repeat)],
                              capture_output=True, text=True, check=True)

@@ -27,8 +27,8 @@ import torch
 from tissuebert.config import load_config
 from tissuebert.data.eval_set import build_eval_reads
 from tissuebert.evaluate.oracle import oracle_loglik_for_reads
-from tissuebert.store.store import Store
 from tissuebert.metrics import classification_metrics
+from tissuebert.store.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_learning import train_curve  # noqa: E402  (a sibling script: the same training run)

@@ -12,12 +12,11 @@ from tissuebert.cli.app import main
 from tissuebert.constants import CKPT, OUT
 from tissuebert.deconvolve import deconvolve_reads, em_proportions
 from tissuebert.deconvolve.output import read_proportions_tsv
+from tissuebert.evaluate.oracle import cohort_of_store, read_cpg_index
+from tissuebert.inference.checkpoint import load_checkpoint
 from tissuebert.prepare import read_sample_windows
 from tissuebert.simulate import load_truth, oracle_loglik, simulate_mixture
 from tissuebert.store.sample import unpack_calls
-from tissuebert.inference.checkpoint import load_checkpoint
-
-from tissuebert.evaluate.oracle import cohort_of_store, read_cpg_index
 
 pytestmark = pytest.mark.slow  # end to end: deselected by `make test-fast`
 

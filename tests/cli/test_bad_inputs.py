@@ -74,9 +74,9 @@ def _store_with_model(root: Path, *, legacy: bool = False):
     from tests.support.tinystore import checkpoint_state, tiny_config
     from tissuebert.cli.app import main
     from tissuebert.constants import CKPT, COORDS
+    from tissuebert.inference.checkpoint import save_checkpoint
     from tissuebert.model.tissuebert import build_model
     from tissuebert.store.store import Store
-    from tissuebert.inference.checkpoint import save_checkpoint
 
     files = write_tiny(root)
     _two_samples(files)

@@ -11,7 +11,6 @@ Store layout (the tiny panel: 12 windows of 6 CpGs). Each sample holds 60 reads,
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 

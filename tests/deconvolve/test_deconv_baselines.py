@@ -13,7 +13,6 @@ from tissuebert.deconvolve.atlas_io import pat_marker_counts, read_beta_csv, rea
 from tissuebert.deconvolve.output import read_proportions_tsv
 from tissuebert.store.sample import pack_calls
 
-
 # examples.csv column -> true proportions (its column names state them)
 MOSS_MIXTURES = {
     "Monocytes90_Breast10": {"Monocytes_EPIC": 0.9, "Breast": 0.1},

@@ -49,10 +49,12 @@ def test_em_is_invariant_to_per_read_constants_and_matches_a_generic_optimiser()
 
     # the same maximum found by a softmax-parametrised quasi-Newton search
     def neg(theta):
-        pi = np.exp(theta - theta.max()); pi /= pi.sum()
+        pi = np.exp(theta - theta.max())
+        pi /= pi.sum()
         return -mixture_loglik(loglik, pi)
     res = minimize(neg, np.zeros(n_tissues), method="BFGS", options={"gtol": 1e-9})
-    pi_ref = np.exp(res.x - res.x.max()); pi_ref /= pi_ref.sum()
+    pi_ref = np.exp(res.x - res.x.max())
+    pi_ref /= pi_ref.sum()
     np.testing.assert_allclose(est, pi_ref, atol=1e-4)
     assert mixture_loglik(loglik, est) >= mixture_loglik(loglik, pi_ref) - 1e-8
 

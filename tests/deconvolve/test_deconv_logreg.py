@@ -11,8 +11,8 @@ from tissuebert.constants import METH_M, METH_U, OUT
 from tissuebert.deconvolve import em_proportions
 from tissuebert.deconvolve.output import read_proportions_tsv
 from tissuebert.deconvolve.run import logreg_loglik, proportions_from_loglik
-from tissuebert.store.sample import pack_calls
 from tissuebert.inference.logreg import fit_logreg
+from tissuebert.store.sample import pack_calls
 from tissuebert.testing.synthetic import build_marker_store, marker_beta_matrix, simulate_reads
 
 

@@ -11,8 +11,8 @@ from tissuebert.cli.app import main
 from tissuebert.constants import OUT
 from tissuebert.deconvolve import deconvolve_reads, em_proportions
 from tissuebert.deconvolve.output import read_proportions_tsv
-from tissuebert.store.sample import pack_calls
 from tissuebert.inference.checkpoint import load_checkpoint
+from tissuebert.store.sample import pack_calls
 
 
 def test_model_em_tracks_the_oracle_and_beats_mean_posterior(tiny):

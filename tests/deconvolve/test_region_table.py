@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.optimize import lsq_linear, minimize
 
-from tissuebert.deconvolve.region_table import (BETA_FLOOR, deconvolve_table, join_tables, read_region_counts)
+from tissuebert.deconvolve.region_table import BETA_FLOOR, deconvolve_table, join_tables, read_region_counts
 from tissuebert.errors import InputFormatError, TissueBertError
 
 TIM = "celfie/tim_matrix.txt"

@@ -14,8 +14,8 @@ from tissuebert.constants import CKPT, OUT
 from tissuebert.data.eval_set import build_eval_reads
 from tissuebert.data.tokens import TokenTables
 from tissuebert.evaluate import evaluate_split
-from tissuebert.store.sample import unpack_calls
 from tissuebert.inference.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from tissuebert.store.sample import unpack_calls
 
 
 def _read_tsv(path):

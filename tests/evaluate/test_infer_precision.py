@@ -9,11 +9,11 @@ import torch
 from tests.support import tinystore
 from tissuebert.data.tokens import TokenTables
 from tissuebert.errors import ConfigError
-from tissuebert.model.tissuebert import TissueBERT
-from tissuebert.store.sample import pack_calls
 from tissuebert.inference import predict as infer
 from tissuebert.inference.device import native_bf16, resolve_precision
 from tissuebert.inference.predict import inference_chunk, predict_logits
+from tissuebert.model.tissuebert import TissueBERT
+from tissuebert.store.sample import pack_calls
 
 
 def _reads(n: int, seed: int = 0):

@@ -17,7 +17,6 @@ from tissuebert.inference.device import resolve_device
 from tissuebert.model.tissuebert import build_model
 
 
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     store = tinystore.build_store(tmp_path_factory.mktemp("score") / "store", reads_per_sample=200)

@@ -45,7 +45,8 @@ def test_bismark_xm_calls_equal_md_reference_calls(shared_data):
             edge |= {p for p in set(from_xm) | set(from_md)
                      if r2q.get(p) is None or r2q.get(p + 1) is None or r2q[p + 1] != r2q[p] + 1}
             n_edge += len(edge)
-            assert {p: c for p, c in from_xm.items() if p not in edge} == {p: c for p, c in from_md.items() if p not in edge}, read.query_name
+            assert ({p: c for p, c in from_xm.items() if p not in edge}
+                    == {p: c for p, c in from_md.items() if p not in edge}), read.query_name
             n_calls += len(from_md)
     assert n_reads == 8266 and n_calls > 6000
     assert n_edge < n_calls / 20

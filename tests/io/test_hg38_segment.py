@@ -24,7 +24,8 @@ MARKERS = [(32145256, 32145386, 27518430, 27518435), (32167100, 32167535, 275186
 @pytest.fixture(scope="module")
 def hg38(shared_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("hg38")
-    seq = "".join(ln.strip() for ln in (shared_data / "kipoiseq" / "hg38_chr22_32000000_32300000.fa").read_text().splitlines()[1:])
+    seq = "".join(ln.strip()
+                  for ln in (shared_data / "kipoiseq" / "hg38_chr22_32000000_32300000.fa").read_text().splitlines()[1:])
     with open(root / "chr22.fa", "w") as fh:
         fh.write(">chr22\n")
         fh.write("N" * OFFSET)

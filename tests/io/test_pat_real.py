@@ -36,14 +36,16 @@ def _marker_panel(shared_data) -> Panel:
 
     There is no hg19 FASTA here, so DNA tokens are left empty: the readers only use CpG indices.
     """
-    rows = [ln.split("\t") for ln in (shared_data / "UXM_deconv" / "supplemental" / "Atlas.U25.l4.hg19.tsv").read_text().splitlines()[1:]]
+    rows = [ln.split("\t")
+            for ln in (shared_data / "UXM_deconv" / "supplemental" / "Atlas.U25.l4.hg19.tsv").read_text().splitlines()[1:]]
     chroms = sorted({r[0] for r in rows}, key=lambda c: (len(c), c))
     rows.sort(key=lambda r: (chroms.index(r[0]), int(r[3])))
     n_cpgs = np.array([int(r[4]) - int(r[3]) for r in rows])
     assert n_cpgs.max() < 148
     ptr = np.zeros(len(rows) + 1, np.int64)
     np.cumsum(n_cpgs, out=ptr[1:])
-    return Panel(chroms=chroms, chrom_lengths=np.full(len(chroms), 10**9), win_chrom=np.array([chroms.index(r[0]) for r in rows], np.int32),
+    return Panel(chroms=chroms, chrom_lengths=np.full(len(chroms), 10**9),
+                 win_chrom=np.array([chroms.index(r[0]) for r in rows], np.int32),
                  win_start=np.array([int(r[1]) for r in rows], np.int64), win_region=np.arange(len(rows), dtype=np.int32),
                  dna=np.zeros((len(rows), 148), np.uint8), cpg_ptr=ptr,
                  cpg_offset=np.concatenate([np.arange(n) for n in n_cpgs]).astype(np.uint8),

@@ -7,7 +7,7 @@ import pytest
 
 from tissuebert.errors import InputFormatError
 from tissuebert.markers import Blocks, FragmentRule, count_beta, count_pat, read_blocks
-from tissuebert.markers.counts import CALLS, FRAG, M, METH, U
+from tissuebert.markers.counts import CALLS, FRAG, METH, M, U
 
 
 def _blocks() -> Blocks:

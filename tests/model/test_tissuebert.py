@@ -127,7 +127,8 @@ def test_paper_preset_size():
     model = build_model(cfg, n_tissues, panel)
     d, f, h = cfg.hidden, cfg.ffn, cfg.head_hidden
     per_layer = 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + 2 * d + (d * f + f) + (f * d + d)
-    encoder = (DNA_VOCAB + METH_VOCAB + N_TOKENS) * d + cfg.n_layers * per_layer + 2 * d + (d * h + h) + (h * n_tissues + n_tissues)
+    encoder = ((DNA_VOCAB + METH_VOCAB + N_TOKENS) * d + cfg.n_layers * per_layer + 2 * d + (d * h + h)
+               + (h * n_tissues + n_tissues))
     assert encoder / 1e6 == pytest.approx(19.3, abs=0.1)  # the design's "~19.3 M"
     # the count route: its tally is a buffer, (2 C + 1) x T counts; its parameters the scale and the
     # encoder's per-token evidence weight (Linear d -> 1)

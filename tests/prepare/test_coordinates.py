@@ -157,8 +157,8 @@ def test_rebuilt_panel_uses_and_checks_the_models_cpg_indices(tmp_path):
 
 def _checkpoint(store_root: Path, out: Path, *, legacy: bool = False) -> Path:
     from tests.support.tinystore import checkpoint_state, tiny_config
-    from tissuebert.model.tissuebert import build_model
     from tissuebert.inference.checkpoint import save_checkpoint
+    from tissuebert.model.tissuebert import build_model
 
     store = Store.open(store_root)
     config = tiny_config()

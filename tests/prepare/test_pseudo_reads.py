@@ -26,7 +26,8 @@ def _write(tmp_path, fmt):
         for c, t in TOTAL.items():
             start, strand = (c + 1, "-") if c == 110 else (c, "+")
             m = METH[c]
-            lines.append(f"chr1\t{start}\t{start + 1}\tm\t{t}\t{strand}\t{start}\t{start + 1}\t255,0,0\t{t} {100 * m / t:.2f} {m} {t - m} 0 0 0 0 0")
+            lines.append(f"chr1\t{start}\t{start + 1}\tm\t{t}\t{strand}\t{start}\t{start + 1}\t255,0,0\t"
+                         f"{t} {100 * m / t:.2f} {m} {t - m} 0 0 0 0 0")
         lines.append("chr1\t100\t101\th\t4\t+\t100\t101\t255,0,0\t4 50.00 2 2 0 0 0 0 0")
         path = tmp_path / "s.bed"
     elif fmt == "cov":  # Bismark: 1-based; CpG 130 split over its C (131) and G (132) rows

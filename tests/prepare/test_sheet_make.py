@@ -13,8 +13,7 @@ import pytest
 from tissuebert.cli.app import main
 from tissuebert.errors import InputFormatError, TissueBertError
 from tissuebert.io.sheet import read_sheet, read_tissue_map
-from tissuebert.prepare.sheet_make import (DEFAULT_FRACTIONS, assign_splits, make_sheet, read_series_matrix,
-                                           sample_key)
+from tissuebert.prepare.sheet_make import DEFAULT_FRACTIONS, assign_splits, make_sheet, read_series_matrix, sample_key
 
 # GEO's series-matrix layout: one '!Sample_*' row per field, one quoted cell per sample; each
 # sample lists its characteristics in its own order (the second sample puts the donor first).

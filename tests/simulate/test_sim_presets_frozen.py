@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+
 import pytest
 
 from tissuebert.simulate import load_truth, simulate_cohort

@@ -37,7 +37,8 @@ def write_tiny(root: Path, *, pat_lines: list[str] | None = None, chrom_prefix: 
     root.mkdir(parents=True, exist_ok=True)
     seq = chr1_seq().lower()  # soft-masked: must be upper-cased on reading
     fa = root / "genome.fa"
-    fa.write_text(f">{chrom_prefix}1\n" + "\n".join(seq[i:i + 60] for i in range(0, 600, 60)) + f"\n>{chrom_prefix}2\n" + "AT" * 150 + "\n")
+    fa.write_text(f">{chrom_prefix}1\n" + "\n".join(seq[i:i + 60] for i in range(0, 600, 60))
+                  + f"\n>{chrom_prefix}2\n" + "AT" * 150 + "\n")
     bed = root / "regions.bed"
     bed.write_text(f"{chrom_prefix}1\t95\t140\tm1\n{chrom_prefix}1\t240\t420\tm2\n")
     cpg = root / "CpG.bed"

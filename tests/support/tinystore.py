@@ -26,13 +26,13 @@ import torch
 from tissuebert.config import config_to_dict, load_config
 from tissuebert.constants import CKPT, METH_M, METH_NONE, METH_U
 from tissuebert.data.tokens import TokenTables
+from tissuebert.inference.checkpoint import save_checkpoint
 from tissuebert.model.tissuebert import build_model
 from tissuebert.prepare.encode import cpg_offsets, window_tokens
 from tissuebert.store.builder import add_sample, assemble_manifest, ensure_panel
 from tissuebert.store.manifest import SampleRecord
 from tissuebert.store.panel import Panel
 from tissuebert.store.sample import pack_calls
-from tissuebert.inference.checkpoint import save_checkpoint
 from tissuebert.store.store import Store
 
 TISSUES = ["Blood", "Liver", "Lung"]

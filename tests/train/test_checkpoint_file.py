@@ -74,7 +74,8 @@ def test_a_flipped_byte_in_the_weights_fails_the_crc_check(tmp_path):
         info = next(i for i in archive.infolist() if i.filename.split("/")[-2:] == ["data", "0"])
     raw = bytearray(path.read_bytes())
     local = info.header_offset  # local file header: 30 bytes, then the name and extra fields it states
-    name_len, extra_len = int.from_bytes(raw[local + 26:local + 28], "little"), int.from_bytes(raw[local + 28:local + 30], "little")
+    name_len, extra_len = (int.from_bytes(raw[local + 26:local + 28], "little"),
+                           int.from_bytes(raw[local + 28:local + 30], "little"))
     data_start = local + 30 + name_len + extra_len
     raw[data_start + 10] ^= 0xFF
     path.write_bytes(bytes(raw))

@@ -18,9 +18,8 @@ from tissuebert.cli.app import main
 from tissuebert.constants import CKPT, RUN
 from tissuebert.data.features import cpg_call_features
 from tissuebert.data.sampler import TrainSampler, batch_rng
-from tissuebert.store.store import Store
 from tissuebert.inference.checkpoint import load_checkpoint
-
+from tissuebert.store.store import Store
 
 pytestmark = pytest.mark.slow  # end to end: deselected by `make test-fast`
 

@@ -26,7 +26,6 @@ from tissuebert.constants import CKPT, RUN
 from tissuebert.inference.checkpoint import load_checkpoint
 from tissuebert.train.loop import ENV_FAULT_KILL
 
-
 pytestmark = pytest.mark.slow  # end to end: deselected by `make test-fast`
 
 ARGS = sets(*FAST, "train.epochs=2", "train.steps_per_epoch=10", "train.deterministic=true", "train.log_every=1",

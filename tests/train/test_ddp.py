@@ -18,13 +18,12 @@ from tests.support.trainhelpers import FAST, sets
 from tissuebert.constants import CKPT, RUN
 from tissuebert.data.eval_set import build_eval_reads
 from tissuebert.data.tokens import TokenTables
-from tissuebert.store.store import Store
 from tissuebert.inference.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
 from tissuebert.inference.predict import predict_logits
-from tissuebert.train.loop import ENV_FAULT_SIGNAL
 from tissuebert.metrics import classification_metrics
+from tissuebert.store.store import Store
+from tissuebert.train.loop import ENV_FAULT_SIGNAL
 from tissuebert.train.runlock import RunLock
-
 
 pytestmark = pytest.mark.slow  # end to end: deselected by `make test-fast`
 

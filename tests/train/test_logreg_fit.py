@@ -3,7 +3,6 @@ batches, and saves / refuses like a checkpoint."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch

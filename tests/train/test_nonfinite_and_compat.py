@@ -13,7 +13,6 @@ from tissuebert.constants import CKPT, RUN
 from tissuebert.inference.checkpoint import load_checkpoint
 from tissuebert.train.loop import ENV_FAULT_NAN
 
-
 ARGS = sets(*FAST, "train.epochs=1", "train.steps_per_epoch=8", "train.log_every=1")
 
 

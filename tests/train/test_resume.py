@@ -23,7 +23,6 @@ from tissuebert.constants import CKPT, RUN
 from tissuebert.inference.checkpoint import load_checkpoint
 from tissuebert.train.loop import ENV_FAULT_SIGNAL
 
-
 pytestmark = pytest.mark.slow  # end to end: deselected by `make test-fast`
 
 # threads pinned: the killed run is a subprocess (default threads), the others run in-process

@@ -16,7 +16,6 @@ from tissuebert.cli.app import main
 from tissuebert.constants import CKPT, RUN
 from tissuebert.inference.checkpoint import load_checkpoint
 
-
 SHORT = ("train.epochs=1", "train.steps_per_epoch=5", "train.log_every=1")
 
 

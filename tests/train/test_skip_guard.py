@@ -11,8 +11,8 @@ import pytest
 from tests.support.trainhelpers import FAST, sets
 from tissuebert.cli.app import main
 from tissuebert.constants import CKPT, RUN
-from tissuebert.train import loop
 from tissuebert.inference.checkpoint import load_checkpoint
+from tissuebert.train import loop
 from tissuebert.train.loop import ENV_FAULT_NAN, ENV_FAULT_SIGNAL, ENV_FAULT_SPIKE
 
 

@@ -21,7 +21,6 @@ from tests.support.trainhelpers import FAST, sets
 from tissuebert.constants import CKPT, RUN
 from tissuebert.inference.checkpoint import load_checkpoint
 
-
 pytestmark = pytest.mark.slow  # end to end: deselected by `make test-fast`
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,10 +11,9 @@ import torch
 from tests.support.trainhelpers import FAST, sets
 from tissuebert.cli.app import main
 from tissuebert.constants import CKPT, RUN
-from tissuebert.store.store import Store
 from tissuebert.inference.checkpoint import load_checkpoint
+from tissuebert.store.store import Store
 from tissuebert.train.logs import EPOCH_COLUMNS, PER_TISSUE_COLUMNS, STEP_COLUMNS
-
 
 pytestmark = pytest.mark.slow  # end to end: deselected by `make test-fast`
 
@@ -30,7 +29,8 @@ def read_csv(path):
 def trained(marker_store, tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "run"
     rc = main(["train", "--store", str(marker_store), "--out", str(run), "--preset", "tiny",
-               *sets(*FAST, f"train.epochs={EPOCHS}", f"train.steps_per_epoch={STEPS}", "train.log_every=10", "train.max_lr=3e-3")])
+               *sets(*FAST, f"train.epochs={EPOCHS}", f"train.steps_per_epoch={STEPS}", "train.log_every=10",
+                     "train.max_lr=3e-3")])
     assert rc == 0
     return run
 

@@ -189,11 +189,13 @@ img{{max-width:100%;margin:0.5em 0}}.note{{color:#555;font-size:90%}}</style></h
 <h1>Deconvolution benchmark</h1>
 <p class="verdict" id="verdict"><b>{html.escape(result.get("verdict") or verdict(result), quote=False)}</b></p>
 <p>{result['n_mixtures']} in-silico mixtures of held-out <b>test</b> reads ({result['pool_reads']} reads),
-{len(result['tissues'])} tissues, panel of {result['n_windows']} windows. Checkpoint <code>{html.escape(result['checkpoint'])}</code>.</p>
+{len(result['tissues'])} tissues, panel of {result['n_windows']} windows. \
+Checkpoint <code>{html.escape(result['checkpoint'])}</code>.</p>
 {notes}
 <h2>Accuracy on random sparse mixtures</h2>
 <p class="note">{design['n_dirichlet']} Dirichlet mixtures of 2-5 tissues per depth; depth = reads per window.
-Lowest MAE of a usable method (not the oracle) per depth in bold. FP mass = proportion given to tissues absent from the mixture.</p>
+Lowest MAE of a usable method (not the oracle) per depth in bold. \
+FP mass = proportion given to tissues absent from the mixture.</p>
 <table><tr><th>method</th>{head}</tr>{''.join(rows)}</table>
 {_img(folder, FIGURES['scatter'])}{_img(folder, FIGURES['depth'])}
 <h2>Limit of detection</h2>

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from tissuebert import __version__
 from tissuebert.atomic import atomic_dir
 from tissuebert.benchmark.design import DEPTHS, SPIKE_LEVELS, Mixture, background_weights, design_mixtures, draw_reads
 from tissuebert.benchmark.metrics import accuracy_metrics, limit_of_detection
@@ -18,7 +19,6 @@ from tissuebert.deconvolve.baselines import MarkerReference, build_references
 from tissuebert.deconvolve.methods import NEEDS, REGISTRY, method_names
 from tissuebert.errors import TissueBertError
 from tissuebert.evaluate.evaluate import to_json
-from tissuebert import __version__
 from tissuebert.evaluate.oracle import cohort_of_store
 from tissuebert.inference.checkpoint import Checkpoint
 from tissuebert.inference.logreg import fit_logreg

@@ -8,7 +8,15 @@ from typing import Annotated, Optional
 import typer
 
 from tissuebert.cli.common import (
-    CheckpointOpt, DeviceOpt, ForceOpt, OutDirOpt, PrecisionOpt, StoreOpt, ThreadsOpt, require_at_least, set_threads,
+    CheckpointOpt,
+    DeviceOpt,
+    ForceOpt,
+    OutDirOpt,
+    PrecisionOpt,
+    StoreOpt,
+    ThreadsOpt,
+    require_at_least,
+    set_threads,
     split_methods,
 )
 from tissuebert.deconvolve.methods import method_names

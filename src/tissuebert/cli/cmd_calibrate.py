@@ -8,7 +8,15 @@ from typing import Annotated, Optional
 import typer
 
 from tissuebert.cli.common import (
-    CheckpointOpt, DeviceOpt, ForceOpt, MaxReadsOpt, PrecisionOpt, StoreOpt, ThreadsOpt, require_at_least, set_threads,
+    CheckpointOpt,
+    DeviceOpt,
+    ForceOpt,
+    MaxReadsOpt,
+    PrecisionOpt,
+    StoreOpt,
+    ThreadsOpt,
+    require_at_least,
+    set_threads,
 )
 
 

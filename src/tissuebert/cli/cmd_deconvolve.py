@@ -8,8 +8,17 @@ from typing import Annotated, Optional
 import typer
 
 from tissuebert.cli.common import (
-    CpgIndexOpt, DeviceOpt, ForceOpt, FormatOpt, OutDirOpt, PrecisionOpt, ReferenceOpt, ThreadsOpt, require_at_least,
-    set_threads, split_methods,
+    CpgIndexOpt,
+    DeviceOpt,
+    ForceOpt,
+    FormatOpt,
+    OutDirOpt,
+    PrecisionOpt,
+    ReferenceOpt,
+    ThreadsOpt,
+    require_at_least,
+    set_threads,
+    split_methods,
 )
 from tissuebert.deconvolve.methods import NEEDS, method_help, method_names
 from tissuebert.errors import TissueBertError
@@ -88,8 +97,13 @@ def _region_tables(out: Path, items: list[str], atlas: Optional[Path], methods: 
     """``--format region-counts``: a sample count table against a reference count table."""
     from tissuebert.atomic import check_output
     from tissuebert.deconvolve.inputs import expand_inputs
-    from tissuebert.deconvolve.region_table import (TABLE_METHODS, deconvolve_table, join_tables, read_region_counts,
-                                                    write_table_results)
+    from tissuebert.deconvolve.region_table import (
+        TABLE_METHODS,
+        deconvolve_table,
+        join_tables,
+        read_region_counts,
+        write_table_results,
+    )
 
     if unused:
         raise TissueBertError(f"--format region-counts uses no {', '.join(unused)}: a count table is deconvolved "

@@ -111,10 +111,10 @@ def _run(out, samples, store, blocks, one_based, tile_bp, min_block_cpgs, cpg_in
          select_rule, min_class_samples, allow_empty, threads, chunk_blocks, shard, force) -> list[Path]:
     import numpy as np
 
-    from tissuebert.markers import Target, read_blocks, read_groups, run_markers, tile_blocks
-    from tissuebert.markers.sources import sheet_samples, store_samples
-    from tissuebert.markers.run import check_classes
     from tissuebert.io.sheet import shipped_file
+    from tissuebert.markers import Target, read_blocks, read_groups, run_markers, tile_blocks
+    from tissuebert.markers.run import check_classes
+    from tissuebert.markers.sources import sheet_samples, store_samples
 
     if (samples is None) == (store is None):
         raise TissueBertError("give exactly one of --samples (a sheet of .pat/.beta files) or --store")

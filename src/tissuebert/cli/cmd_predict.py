@@ -8,8 +8,17 @@ from typing import Annotated, Optional
 import typer
 
 from tissuebert.cli.common import (
-    CheckpointOpt, CpgIndexOpt, DeviceOpt, ForceOpt, FormatOpt, InputOpt, PrecisionOpt, ReferenceOpt, SampleOpt,
-    ThreadsOpt, set_threads,
+    CheckpointOpt,
+    CpgIndexOpt,
+    DeviceOpt,
+    ForceOpt,
+    FormatOpt,
+    InputOpt,
+    PrecisionOpt,
+    ReferenceOpt,
+    SampleOpt,
+    ThreadsOpt,
+    set_threads,
 )
 from tissuebert.errors import TissueBertError
 

@@ -45,11 +45,11 @@ def sheet(
     Example: tissuebert sheet 'pat/GSM*.hg38.pat.gz' --series-matrix GSE186458_series_matrix.txt.gz --donor-field donor --label-pattern '^(.+)-Z[0-9A-Z]+$' --tissue-map atlas22 --out samples.tsv
     """
     from tissuebert.atomic import atomic_path, check_output
-    from tissuebert.io.formats import INPUT_FORMATS
     from tissuebert.deconvolve.inputs import expand_inputs
+    from tissuebert.io.formats import INPUT_FORMATS
     from tissuebert.io.sheet import read_sheet, read_tissue_map, shipped_file
-    from tissuebert.progress import get_logger
     from tissuebert.prepare.sheet_make import make_sheet, read_annotation, read_series_matrix, sheet_text, split_table
+    from tissuebert.progress import get_logger
 
     if series_matrix is not None and annotation is not None:
         raise TissueBertError("give --series-matrix or --annotation, not both")

@@ -7,8 +7,17 @@ from __future__ import annotations
 import typer
 
 from tissuebert.cli import (
-    cmd_benchmark, cmd_calibrate, cmd_deconvolve, cmd_demo, cmd_evaluate, cmd_markers, cmd_predict, cmd_prepare,
-    cmd_sheet, cmd_simulate, cmd_train,
+    cmd_benchmark,
+    cmd_calibrate,
+    cmd_deconvolve,
+    cmd_demo,
+    cmd_evaluate,
+    cmd_markers,
+    cmd_predict,
+    cmd_prepare,
+    cmd_sheet,
+    cmd_simulate,
+    cmd_train,
 )
 
 MODULES = (cmd_simulate, cmd_sheet, cmd_markers, cmd_prepare, cmd_train, cmd_evaluate, cmd_calibrate, cmd_predict,

@@ -21,8 +21,8 @@ from tissuebert.config import Config, dump_config
 from tissuebert.constants import CKPT, OUT
 from tissuebert.deconvolve.baselines import build_references
 from tissuebert.deconvolve.inputs import InputSpec
-from tissuebert.deconvolve.output import result_warning_lines, write_posteriors, write_results, write_run_info
 from tissuebert.deconvolve.methods import NEEDS, NO_REFERENCE_HINT, Evidence, check_available, run_method
+from tissuebert.deconvolve.output import result_warning_lines, write_posteriors, write_results, write_run_info
 from tissuebert.deconvolve.result import DeconvResult
 from tissuebert.deconvolve.run import logreg_loglik, score_reads
 from tissuebert.deconvolve.sample import SampleInput, _no_cpg_index, infer_format, load_sample

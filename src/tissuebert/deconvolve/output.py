@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from tissuebert.atomic import atomic_path
-from tissuebert.deconvolve.run import DeconvResult
 from tissuebert.constants import METH_NONE, WINDOW_BP
+from tissuebert.deconvolve.run import DeconvResult
 from tissuebert.store.panel import Panel
 from tissuebert.store.sample import unpack_calls
 

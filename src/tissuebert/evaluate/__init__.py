@@ -2,7 +2,11 @@
 
 from tissuebert.evaluate.calibrate import calibrate_checkpoint
 from tissuebert.evaluate.calibration import (
-    expected_calibration_error, fit_temperature, nll, reliability_bins, softmax_probs,
+    expected_calibration_error,
+    fit_temperature,
+    nll,
+    reliability_bins,
+    softmax_probs,
 )
 from tissuebert.evaluate.evaluate import evaluate_split, score_split
 

@@ -13,12 +13,15 @@ from tissuebert.atomic import atomic_dir
 from tissuebert.config import dump_config
 from tissuebert.constants import LOGREG, OUT
 from tissuebert.data.eval_set import EvalReads, build_eval_reads
+from tissuebert.errors import StoreError
 from tissuebert.evaluate.calibration import (
-    expected_calibration_error, nll, reliability_bins, softmax_probs,
+    expected_calibration_error,
+    nll,
+    reliability_bins,
+    softmax_probs,
 )
 from tissuebert.evaluate.oracle import cohort_of_store, oracle_loglik_for_reads
 from tissuebert.evaluate.plots import plot_reliability
-from tissuebert.errors import StoreError
 from tissuebert.inference.checkpoint import Checkpoint
 from tissuebert.inference.device import resolve_device
 from tissuebert.inference.likelihood import calibrated, class_prior, likelihoods_from_logits

@@ -37,7 +37,8 @@ def open_bam(path: str | Path, *, need_index: bool = True) -> pysam.AlignmentFil
         bam.close()
         what = "is not coordinate-sorted and has no index" if order != "coordinate" else "has no index (.bai/.csi)"
         raise InputFormatError(f"BAM {what} (header SO:{order})", path=path,
-                               hint=f"run: samtools sort -o {path.stem}.sorted.bam {path.name} && samtools index {path.stem}.sorted.bam")
+                               hint=f"run: samtools sort -o {path.stem}.sorted.bam {path.name} "
+                                    f"&& samtools index {path.stem}.sorted.bam")
     return bam
 
 

@@ -176,5 +176,6 @@ def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def _missing(chrom: str, known: set[str], path: Path) -> None:
-    hint = naming_hint(chrom, known, "the CpG index") or "the CpG index must be the one of the reference genome (wgbs_tools init_genome)"
+    hint = (naming_hint(chrom, known, "the CpG index")
+            or "the CpG index must be the one of the reference genome (wgbs_tools init_genome)")
     raise InputFormatError(f"chromosome {chrom!r} of the panel is not in the CpG index", path=path, hint=hint)

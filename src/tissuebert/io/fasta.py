@@ -85,7 +85,8 @@ class Reference:
         """Return the chromosome's length, or raise naming the file/line and suggesting a fix."""
         if chrom in self.lengths:
             return self.lengths[chrom]
-        hint = naming_hint(chrom, self.names) or f"the reference {self.path.name} has {', '.join(self.names[:5])}{' ...' if len(self.names) > 5 else ''}"
+        hint = naming_hint(chrom, self.names) or (f"the reference {self.path.name} has {', '.join(self.names[:5])}"
+                                                  f"{' ...' if len(self.names) > 5 else ''}")
         raise InputFormatError(f"unknown {what} {chrom!r}", path=path, line=line, hint=hint)
 
     def fetch(self, chrom: str, start: int, end: int) -> str:

@@ -86,7 +86,9 @@ def summary_rows(rows: list[dict], info: dict) -> list[list[str]]:
     for name, kind, n_samples in info["targets"]:
         for direction in DIRECTIONS:
             sel = [r for r in rows if r["target"] == name and r["direction"] == direction]
-            med = (lambda key: f"{np.median([r[key] for r in sel]):.4g}" if sel else "NA")
+
+            def med(key):
+                return f"{np.median([r[key] for r in sel]):.4g}" if sel else "NA"
             out.append([name, kind, str(n_samples), direction, str(info["passing"].get(f"{name}\t{direction}", 0)),
                         str(len(sel)), med("delta"), med("tg_mean"), med("bg_mean"), med("pval")])
     return out

@@ -22,7 +22,7 @@ from tissuebert.atomic import atomic_write_text, check_output
 from tissuebert.constants import SPLITS
 from tissuebert.errors import InputFormatError, TissueBertError
 from tissuebert.markers.blocks import Blocks
-from tissuebert.markers.counts import COUNT_COLUMNS, FragmentRule, count_beta, count_pat, count_store_sample
+from tissuebert.markers.counts import FragmentRule, count_beta, count_pat, count_store_sample
 from tissuebert.markers.output import best_rows, read_selection, rows_from_results, summary_rows, write_bed, write_summary
 from tissuebert.markers.select import DIRECTIONS, Selected, SelectRule, Target, select_chunk
 from tissuebert.progress import get_logger, track

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from tissuebert.markers.counts import CALLS, FRAG, M, METH, U
+from tissuebert.markers.counts import CALLS, FRAG, METH, M, U
 
 DIRECTIONS = ("U", "M")  # hypo- and hyper-methylated in the target
 STAT_COLUMNS = ("delta", "tg_mean", "bg_mean", "bg_max", "pval", "tg_beta", "bg_beta", "tg_frags", "bg_frags")

@@ -5,8 +5,6 @@ Pure torch: takes token tensors, returns logits. It knows nothing of files, loss
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -177,7 +175,8 @@ class TissueBERT(nn.Module):
     Optional panel-bound parts (a checkpoint is bound to its panel by the panel hash anyway):
     ``cpg_embedding_dim`` > 0 adds a learned vector per (panel CpG, call) at every CpG token that
     has a call (of that width, projected to ``hidden`` when narrower: a 51,000-window panel has
-    ~460,000 CpGs, so the paper preset keeps it narrow); ``cpg_logits`` adds a learned per-(panel CpG, call) logit vector, summed over the
+    ~460,000 CpGs, so the paper preset keeps it narrow); ``cpg_logits`` adds a learned
+    per-(panel CpG, call) logit vector, summed over the
     read's calls, to the head's output (the logistic regression's features as a direct route
     to the logits, so the encoder learns what the read holds beyond independent CpG effects).
 

@@ -144,7 +144,8 @@ def _assemble(ref: Reference, chroms: list[str], wins: list[tuple[int, int, int]
 
 
 def _cpg_ordinals(ref: Reference, chroms: list[str], wins: list[tuple[int, int, int]], cpg_chrom: np.ndarray,
-                  cpg_pos: np.ndarray, win_of: np.ndarray, cpg_index: str | Path | None) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+                  cpg_pos: np.ndarray, win_of: np.ndarray,
+                  cpg_index: str | Path | None) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     """(C,) CpG ordinals of the panel's CpGs, (n_chroms, 2) per-chromosome ordinal ranges (or
     None), and warnings. With a CpG index, every index entry inside a window must be a CG of
     the FASTA and vice versa, and a window's CpGs must be numbered consecutively."""
@@ -278,7 +279,8 @@ def panel_from_coordinates(reference: str | Path, coords: dict, cpg_index: str |
         chroms = list(coords[COORDS.CHROMS])
         for c in chroms:
             ref.require_chrom(c, path=reference, what="chromosome of the checkpoint's panel")
-        wins = [(int(c), int(s), w) for w, (c, s) in enumerate(zip(np.asarray(coords[COORDS.CHROM_ID]), np.asarray(coords[COORDS.START])))]
+        wins = [(int(c), int(s), w)
+                for w, (c, s) in enumerate(zip(np.asarray(coords[COORDS.CHROM_ID]), np.asarray(coords[COORDS.START])))]
         for cid, start, _ in wins:
             if start < 0 or start + WINDOW_BP > ref.lengths[chroms[cid]]:
                 raise InputFormatError(f"window {chroms[cid]}:{start + 1} lies outside the chromosome", path=reference,

@@ -37,7 +37,8 @@ class ReadFilters:
     mod_threshold: float = 0.5  # MM/ML: P(5mC) >= this is M, <= 1 - this is U, between is no call
 
 
-def _pat_batches(lines: Iterable[pat_io.PatLine], path: Path) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+def _pat_batches(lines: Iterable[pat_io.PatLine],
+                 path: Path) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Group .pat lines into per-chromosome batches: (chrom, start, codes, ptr, counts)."""
     chrom: str | None = None
     starts: list[int] = []

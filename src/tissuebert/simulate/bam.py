@@ -111,7 +111,8 @@ class BamWriter:
         self.fh.close()
         tmp_bam = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp.bam")
         try:
-            pysam.sort("-o", str(tmp_bam), "-l", "1", "-m", "256M", "-@", str(threads), "-T", str(tmp_bam) + ".sort", str(self.tmp_sam))
+            pysam.sort("-o", str(tmp_bam), "-l", "1", "-m", "256M", "-@", str(threads), "-T", str(tmp_bam) + ".sort",
+                       str(self.tmp_sam))
             pysam.index(str(tmp_bam), str(tmp_bam) + ".bai")
             os.replace(tmp_bam, self.path)
             os.replace(str(tmp_bam) + ".bai", str(self.path) + ".bai")

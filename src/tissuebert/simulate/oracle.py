@@ -28,7 +28,6 @@ from tissuebert.constants import METH_M, METH_U
 from tissuebert.errors import InputFormatError
 from tissuebert.simulate.truth import Truth
 
-
 # with latent classes, reads are scored in steps of at most this many (CpG slots x tissues x
 # classes x states) values: a read has at most as many blocks as CpG slots, so this bounds the
 # (groups, T, L, 3) temporaries (64 MB each in float64)

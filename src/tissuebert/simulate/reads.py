@@ -117,7 +117,8 @@ class ReadSimulator:
             mask[self.only_regions] = True
             n_frags[~mask] = 0
             expected = np.where(mask, expected, 0.0)
-        bounds = np.searchsorted(np.cumsum(expected), np.arange(CHUNK_FRAGMENTS, expected.sum() + CHUNK_FRAGMENTS, CHUNK_FRAGMENTS))
+        bounds = np.searchsorted(np.cumsum(expected),
+                                 np.arange(CHUNK_FRAGMENTS, expected.sum() + CHUNK_FRAGMENTS, CHUNK_FRAGMENTS))
         lo = 0
         for hi in list(np.unique(np.minimum(bounds + 1, n_regions))) + [n_regions]:
             if hi > lo:

@@ -84,7 +84,8 @@ def read_manifest(root: str | Path) -> Manifest:
         raise StoreError("store not found", path=root, hint="build it with `tissuebert prepare`")
     if not path.is_file():
         raise StoreError("no manifest.json in store", path=root,
-                         hint="the store is incomplete: finish `tissuebert prepare` (or run its --assemble step after sharded runs)")
+                         hint="the store is incomplete: finish `tissuebert prepare` "
+                              "(or run its --assemble step after sharded runs)")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:

@@ -16,7 +16,6 @@ from tissuebert.store.manifest import Manifest, SampleRecord, read_manifest
 from tissuebert.store.panel import Panel, read_panel
 from tissuebert.store.sample import sha256_file, unpack_calls
 
-
 _REBUILD = "the file is truncated or damaged: re-run `tissuebert prepare` for this sample (--force)"
 
 
@@ -25,7 +24,8 @@ def _check_panel(panel: Panel, manifest: Manifest, path: Path) -> None:
     if n_windows != manifest.n_windows:
         raise StoreError(f"panel has {n_windows} windows, manifest says {manifest.n_windows}", path=path)
     if panel.dna.shape != (n_windows, N_TOKENS) or panel.dna.dtype != np.uint8:
-        raise StoreError(f"dna_tokens must be uint8 ({n_windows}, {N_TOKENS}), got {panel.dna.dtype} {panel.dna.shape}", path=path)
+        raise StoreError(f"dna_tokens must be uint8 ({n_windows}, {N_TOKENS}), got {panel.dna.dtype} {panel.dna.shape}",
+                         path=path)
     if panel.dna.size and int(panel.dna.max()) >= DNA_VOCAB:
         raise StoreError(f"dna_tokens hold a value >= vocabulary size {DNA_VOCAB}", path=path)
     if panel.cpg_ptr.shape != (n_windows + 1,) or panel.cpg_ptr[0] != 0 or np.any(np.diff(panel.cpg_ptr) < 0):
@@ -50,14 +50,16 @@ def _check_sample(root: Path, rec: SampleRecord, manifest: Manifest, panel: Pane
     if not path.is_file():
         raise StoreError(f"sample {rec.sample_id!r}: file missing", path=path, hint="re-run prepare for this sample")
     if rec.split not in SPLITS:
-        raise StoreError(f"sample {rec.sample_id!r}: split {rec.split!r} not one of {', '.join(SPLITS)}", path=root / STORE.MANIFEST)
+        raise StoreError(f"sample {rec.sample_id!r}: split {rec.split!r} not one of {', '.join(SPLITS)}",
+                         path=root / STORE.MANIFEST)
     if not 0 <= rec.tissue_id < len(manifest.tissues) or manifest.tissues[rec.tissue_id] != rec.tissue:
         raise StoreError(f"sample {rec.sample_id!r}: tissue {rec.tissue!r} / id {rec.tissue_id} do not match the tissue list",
                          path=root / STORE.MANIFEST)
     if verify_checksums:
         digest = sha256_file(path)
         if digest != rec.sha256:
-            raise StoreError(f"sample {rec.sample_id!r}: checksum mismatch (manifest {rec.sha256[:12]}..., file {digest[:12]}...)",
+            raise StoreError(f"sample {rec.sample_id!r}: checksum mismatch "
+                             f"(manifest {rec.sha256[:12]}..., file {digest[:12]}...)",
                              path=path, hint="the file changed after prepare; re-run prepare for this sample")
     with reading(path, f"sample {rec.sample_id!r}", StoreError, hint=_REBUILD), h5py.File(path, "r") as f:
         for key in (STORE.READ_WINDOW, STORE.CALLS, STORE.WINDOW_PTR):

@@ -57,7 +57,8 @@ def cpg_positions(consensus: str, start: int) -> np.ndarray:
     return np.array([start + k for k in range(len(consensus) - 1) if consensus[k:k + 2] == "CG"], dtype=np.int64)
 
 
-def region_calls(path: str | Path, chrom: str, start: int, end: int, *, keep=None) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+def region_calls(path: str | Path, chrom: str, start: int, end: int, *,
+                 keep=None) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     """CpGs of [start, end) from the consensus, and every kept read's calls at them."""
     cpgs = cpg_positions(consensus_reference(path, chrom, start, end, keep=keep), start)
     calls = []

@@ -75,8 +75,8 @@ def simulate_reads(panel: Panel, beta_of_tissue: np.ndarray, n_reads: int, rng: 
 
 
 def build_marker_store(root: str | Path, *, tissues: tuple[str, ...] = ("blood", "liver"), n_windows: int = 20,
-                       reads_per_sample: int = 1000, splits: dict[str, int | tuple[int, ...]] | None = None, marker_beta: float = 0.0,
-                       background_beta: float = 1.0, beta: np.ndarray | None = None, seed: int = 0,
+                       reads_per_sample: int = 1000, splits: dict[str, int | tuple[int, ...]] | None = None,
+                       marker_beta: float = 0.0, background_beta: float = 1.0, beta: np.ndarray | None = None, seed: int = 0,
                        partial: bool = True) -> Store:
     """Write a complete, valid store of ``splits[split]`` samples per tissue per split; returns it opened.
 

@@ -21,15 +21,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tissuebert import progress as progress_lines
 from tissuebert.config import Config, config_to_dict
-from tissuebert.constants import (CKPT, CKPT_BEST_ACC, CKPT_BEST_LOSS, CKPT_EPOCH_FMT, CKPT_LAST, CKPT_MID_EPOCH,
-                                  METH_M, METH_NONE, RUN)
+from tissuebert.constants import (
+    CKPT,
+    CKPT_BEST_ACC,
+    CKPT_BEST_LOSS,
+    CKPT_EPOCH_FMT,
+    CKPT_LAST,
+    CKPT_MID_EPOCH,
+    METH_M,
+    METH_NONE,
+    RUN,
+)
 from tissuebert.errors import TissueBertError
 from tissuebert.inference.checkpoint import save_checkpoint
 from tissuebert.inference.device import autocast_context
 from tissuebert.inference.predict import predict_logits
 from tissuebert.metrics import ConfusionAccumulator, metrics_from_confusion
-from tissuebert import progress as progress_lines
 from tissuebert.progress import duration_text, get_logger, make_progress
 from tissuebert.train.batches import BatchStream
 from tissuebert.train.dist import all_gather_cat, all_reduce_sum, barrier, setup_distributed, teardown_distributed

@@ -30,7 +30,13 @@ from tissuebert.store.store import Store
 from tissuebert.train.dist import DistInfo, barrier
 from tissuebert.train.optim import build_loss, build_optimizer, build_scheduler, panel_max_lr
 from tissuebert.train.state import (
-    Position, ResumePoint, config_differences, find_resume, load_init_weights, record_resume, restore_rng,
+    Position,
+    ResumePoint,
+    config_differences,
+    find_resume,
+    load_init_weights,
+    record_resume,
+    restore_rng,
     resume_config,
 )
 
