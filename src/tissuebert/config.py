@@ -83,7 +83,7 @@ class TrainConfig(_Section):
     mask_prob: float = Field(0.15, gt=0, lt=1, description="Masked-call objective: share of a training read's calls hidden (set to 'no call') and predicted by model.call_head.")
     mask_weight: float = Field(0.0, ge=0, description="Weight of the masked-call loss beside the classification loss after train.pretrain_steps (0 = the classifier sees whole reads; > 0 needs model.call_head).")
     pretrain_steps: int = Field(0, ge=0, description="The first N optimizer steps train the masked-call loss only (masked-methylation pre-training on the training reads; > 0 needs model.call_head).")
-    count_source: Literal["stream", "split"] = Field("stream", description="What the count route (model.cpg_counts) counts: 'stream' = the reads the training loop has drawn so far (each counted after its own forward pass); 'split' = every eligible read of the training split, counted before step 0 as an atlas is (each training read's own calls are left out of its evidence).")
+    count_source: Literal["stream", "split"] = Field("split", description="What the count route (model.cpg_counts) counts: 'split' = every eligible read of the training split, counted before step 0 as an atlas is (each training read's own calls are left out of its evidence; docs/training.md); 'stream' = only the reads the training loop has drawn so far (each counted after its own forward pass).")
     grad_clip: float = Field(1.0, gt=0, description="Clip the global gradient norm to this value.")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Compute precision: fp32, bf16 autocast, or fp16 autocast with a GradScaler.")
     seed: int = Field(42, description="Seed of every random stream (sampler, dropout, init).")

@@ -1,5 +1,6 @@
-"""The count route in training: the checkpoint's tally is exactly the calls of the reads the run
-drew (one process, and torchrun with 2 ranks, where every rank counts every rank's reads).
+"""The count route in training. With train.count_source = stream the checkpoint's tally is exactly
+the calls of the reads the run drew (one process, and torchrun with 2 ranks, where every rank
+counts every rank's reads); with split (the default) it is the whole training split's.
 
 The expected tally is recounted from the sampler's draws with the logistic regression's feature
 function (data/features.py), not with the model's own (window, token) -> CpG mapping.
@@ -24,6 +25,7 @@ from tissuebert.store.store import Store
 pytestmark = pytest.mark.slow  # end to end: deselected by `make test-fast`
 
 COUNTS = ["model.cpg_counts=true", "data.cpg_dropout=0.0", "train.deterministic=true"]
+STREAM = ["train.count_source=stream"]  # the tally grows with the drawn reads
 
 
 def recount(store_root, *, seed: int, epochs: int, micro_per_epoch: int, batch_size: int, ranks: int) -> np.ndarray:
@@ -43,7 +45,7 @@ def recount(store_root, *, seed: int, epochs: int, micro_per_epoch: int, batch_s
 
 def test_the_tally_holds_every_call_the_run_trained_on(marker_store, tmp_path):
     run = tmp_path / "run"
-    args = sets(*FAST, *COUNTS, "train.epochs=2", "train.steps_per_epoch=6")
+    args = sets(*FAST, *COUNTS, *STREAM, "train.epochs=2", "train.steps_per_epoch=6")
     assert main(["train", "--store", str(marker_store), "--out", str(run), "--preset", "tiny", *args]) == 0
     state = load_checkpoint(run / RUN.CHECKPOINTS / "last.pt")
     tally = state[CKPT.MODEL]["counts.tally"].numpy()
@@ -59,7 +61,7 @@ def test_under_torchrun_every_rank_counts_every_ranks_reads(marker_store, tmp_pa
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "tissuebert", "train", "--store", str(marker_store), "--out", str(run),
-           *sets(*FAST, *COUNTS, "train.epochs=1", "train.steps_per_epoch=4", "train.accum_steps=2")]
+           *sets(*FAST, *COUNTS, *STREAM, "train.epochs=1", "train.steps_per_epoch=4", "train.accum_steps=2")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     tally = load_checkpoint(run / RUN.CHECKPOINTS / "last.pt")[CKPT.MODEL]["counts.tally"].numpy()
@@ -93,7 +95,7 @@ def test_count_source_split_counts_the_whole_training_split_before_step_0(marker
         np.testing.assert_array_equal(tally, expected, err_msg=name)
     # stream (the default) after the same steps holds only the drawn reads: far fewer
     stream = tmp_path / "stream"
-    args = sets(*FAST, *COUNTS, "train.epochs=2", "train.steps_per_epoch=5")
+    args = sets(*FAST, *COUNTS, *STREAM, "train.epochs=2", "train.steps_per_epoch=5")
     assert main(["train", "--store", str(marker_store), "--out", str(stream), "--preset", "tiny", *args]) == 0
     drawn = load_checkpoint(stream / RUN.CHECKPOINTS / "last.pt")[CKPT.MODEL]["counts.tally"].numpy()
     assert drawn.sum() < expected.sum() / 3
