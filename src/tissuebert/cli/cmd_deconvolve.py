@@ -78,6 +78,8 @@ def deconvolve(
                                 reference=reference, store_root=store, atlas=atlas, n_boot=bootstrap, seed=seed,
                                 temperature=temperature, posteriors=not no_posteriors, device=device,
                                 precision=precision, force=force)
+    if results is None:  # a torchrun rank other than 0: it scored its share, rank 0 writes
+        return
     _echo_top(results, "reads", named=len(results) > 1)
     typer.echo(f"wrote {out}" + (f" ({len(results)} samples; cohort_proportions.tsv, cohort_matrix.tsv)"
                                  if len(results) > 1 else ""))

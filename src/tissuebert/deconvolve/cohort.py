@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from tissuebert.atomic import atomic_dir
 from tissuebert.config import Config, dump_config
@@ -27,6 +28,7 @@ from tissuebert.deconvolve.result import DeconvResult
 from tissuebert.deconvolve.run import logreg_loglik, score_reads
 from tissuebert.deconvolve.sample import SampleInput, _no_cpg_index, infer_format, load_sample
 from tissuebert.deconvolve.warnings import result_warnings
+from tissuebert.dist import DistInfo, all_gather_cat, barrier, setup_distributed, teardown_distributed
 from tissuebert.errors import TissueBertError
 from tissuebert.inference.checkpoint import Checkpoint
 from tissuebert.inference.device import resolve_device, resolve_precision
@@ -93,8 +95,12 @@ def deconvolve_cohort(out: Path, specs: list[InputSpec], *, checkpoint: Path | N
                       cpg_index: Path | None = None, reference: Path | None = None, store_root: Path | None = None,
                       atlas: Path | None = None, n_boot: int | None = None, seed: int = 0,
                       temperature: float | None = None, posteriors: bool = True, device: str | None = None,
-                      precision: str = "auto", force: bool = False) -> dict[str, list[DeconvResult]]:
-    """Deconvolve every sample of ``specs`` by each method and write the per-sample and cohort outputs."""
+                      precision: str = "auto", force: bool = False) -> dict[str, list[DeconvResult]] | None:
+    """Deconvolve every sample of ``specs`` by each method and write the per-sample and cohort outputs.
+
+    Under ``torchrun`` (WORLD_SIZE > 1) the model's scoring is shared by the ranks (see
+    :func:`_score_shared`); rank 0 then fits, writes and returns the results, the other ranks
+    return None."""
     chosen = check_available(methods, checkpoint=checkpoint is not None, store=store_root is not None,
                              atlas=atlas is not None)
     needs = {m.needs for m in chosen}
@@ -117,9 +123,14 @@ def deconvolve_cohort(out: Path, specs: list[InputSpec], *, checkpoint: Path | N
     loglik = None
     sources: dict[str, tuple[list[str], np.ndarray]] = {}  # needs -> (tissues, cohort rows' log-likelihoods)
     if need_model:
+        info = setup_distributed()  # under torchrun: each rank scores a share of the unique rows
+        if info.enabled and device in (None, "auto"):
+            device = str(info.device)
         precision = resolve_precision(precision, resolve_device(device))  # resolved once, recorded in run.json
-        _, loglik = score_reads(state, samples[0].panel, rows.window_idx, rows.calls, temperature=temperature,
-                                device=device, precision=precision)
+        loglik = _score_shared(state, samples[0].panel, rows, info, temperature=temperature, device=device,
+                               precision=precision, batch_size=config.eval.batch_size)
+        if not info.is_main:
+            return None  # rank 0 deconvolves and writes
         sources[NEEDS.MODEL] = (list(state[CKPT.TISSUES]), loglik)
     if NEEDS.LOGREG in needs:
         from tissuebert.inference.logreg import fit_logreg
@@ -156,6 +167,44 @@ def deconvolve_cohort(out: Path, specs: list[InputSpec], *, checkpoint: Path | N
                  "seed": seed, "unique_rows_scored": rows.n_unique if rows is not None else 0,
                  "rows": int(sum(len(s.counts) for s in samples))}, force=force)
     return results
+
+
+def shard_bounds(n_rows: int, batch_size: int, world_size: int) -> list[tuple[int, int]]:
+    """Each rank's [start, stop) of the unique rows: whole batches of the one-process order, as even
+    as the batches allow, so every row is scored in the very batch a single process would put it in
+    (the same logits, bit for bit, whatever the number of ranks)."""
+    n_batches = -(-n_rows // batch_size)
+    edges = [min(n_rows, (r * n_batches // world_size) * batch_size) for r in range(world_size)] + [n_rows]
+    return [(edges[r], edges[r + 1]) for r in range(world_size)]
+
+
+def _score_shared(state, panel: Panel, rows: CohortRows, info: DistInfo, *, temperature, device, precision,
+                  batch_size: int) -> np.ndarray:
+    """(U, T) log-likelihoods of the cohort's unique rows; with several ranks each scores its shard
+    and every rank receives all of them (a gather of equal-sized, padded blocks)."""
+    if not info.enabled:
+        _, loglik = score_reads(state, panel, rows.window_idx, rows.calls, temperature=temperature, device=device,
+                                precision=precision, batch_size=batch_size)
+        return loglik
+    bounds = shard_bounds(rows.n_unique, batch_size, info.world_size)
+    start, stop = bounds[info.rank]
+    log.info("rank %d of %d: unique rows %d-%d of %d", info.rank, info.world_size, start, stop, rows.n_unique)
+    n_tissues = len(state[CKPT.TISSUES])
+    part = np.zeros((0, n_tissues), np.float32)
+    if stop > start:
+        _, part = score_reads(state, panel, rows.window_idx[start:stop], rows.calls[start:stop],
+                              temperature=temperature, device=device, precision=precision, batch_size=batch_size)
+    width = max(b - a for a, b in bounds)
+    block = torch.zeros((width, n_tissues), dtype=torch.float32)
+    block[:stop - start] = torch.from_numpy(np.ascontiguousarray(part, dtype=np.float32))
+    if info.device.type == "cuda":  # NCCL gathers GPU tensors
+        block = block.to(info.device)
+    (gathered,) = all_gather_cat([block], info)
+    gathered = gathered.cpu().numpy().reshape(info.world_size, width, n_tissues)
+    loglik = np.concatenate([gathered[r, :b - a] for r, (a, b) in enumerate(bounds)])
+    barrier(info)
+    teardown_distributed(info)
+    return loglik
 
 
 def _write(out: Path, specs: list[InputSpec], samples: list[SampleInput], rows: CohortRows | None,

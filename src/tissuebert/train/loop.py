@@ -34,6 +34,7 @@ from tissuebert.constants import (
     METH_NONE,
     RUN,
 )
+from tissuebert.dist import all_gather_cat, all_reduce_sum, barrier, setup_distributed, teardown_distributed
 from tissuebert.errors import TissueBertError
 from tissuebert.inference.checkpoint import save_checkpoint
 from tissuebert.inference.device import autocast_context
@@ -41,7 +42,6 @@ from tissuebert.inference.predict import predict_logits
 from tissuebert.metrics import ConfusionAccumulator, metrics_from_confusion
 from tissuebert.progress import duration_text, get_logger, make_progress
 from tissuebert.train.batches import BatchStream
-from tissuebert.train.dist import all_gather_cat, all_reduce_sum, barrier, setup_distributed, teardown_distributed
 from tissuebert.train.logs import RunLogger, peak_cpu_mem_mb, peak_gpu_mem_mb
 from tissuebert.train.runlock import RunLock
 from tissuebert.train.setup import Run, setup_run

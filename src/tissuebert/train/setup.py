@@ -22,12 +22,12 @@ from tissuebert.config import Config, dump_config
 from tissuebert.constants import CKPT, CKPT_LAST, CKPT_MID_EPOCH, RUN
 from tissuebert.data.eval_set import EvalReads, build_eval_reads
 from tissuebert.data.sampler import TrainSampler
+from tissuebert.dist import DistInfo, barrier
 from tissuebert.errors import CheckpointError, OutputExistsError, StoreError
 from tissuebert.inference.checkpoint import check_compatible, checkpoint_config, save_checkpoint
 from tissuebert.model.tissuebert import TissueBERT, build_model, count_parameters
 from tissuebert.progress import get_logger
 from tissuebert.store.store import Store
-from tissuebert.train.dist import DistInfo, barrier
 from tissuebert.train.optim import build_loss, build_optimizer, build_scheduler, panel_max_lr
 from tissuebert.train.state import (
     Position,
