@@ -142,3 +142,19 @@ def test_repeated_input_flags_are_all_deconvolved(shared_data, tmp_path):
     # the same file twice is refused, not silently merged
     assert main(["deconvolve", "--method", "uxm", "--atlas", str(atlas), "-i", str(data / "Liver_STL011.pat.gz"),
                  str(data / "Liver_STL011.pat.gz"), "--out", str(tmp_path / "dup")]) == 2
+
+
+def test_an_uncalibrated_checkpoint_is_a_run_warning_and_a_calibrated_one_is_not(tiny, tmp_path, capsys):
+    args = ["deconvolve", "--store", str(tiny.store.root), "--sample", "Liver_test0", "--bootstrap", "0",
+            "--no-posteriors", "--device", "cpu"]
+    assert main([*args, "--checkpoint", str(tiny.checkpoint), "--out", str(tmp_path / "raw")]) == 0
+    assert "is not calibrated" in capsys.readouterr().err
+    warnings = json.loads((tmp_path / "raw" / OUT.RUN_INFO).read_text())["warnings"]
+    assert len(warnings) == 1 and str(tiny.checkpoint) in warnings[0] and "tissuebert calibrate" in warnings[0]
+    calibrated = tmp_path / "cal.pt"
+    assert main(["calibrate", "--checkpoint", str(tiny.checkpoint), "--store", str(tiny.store.root), "--out",
+                 str(calibrated), "--max-reads-per-sample", "200", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--checkpoint", str(calibrated), "--out", str(tmp_path / "cal")]) == 0
+    assert "is not calibrated" not in capsys.readouterr().err
+    assert not any("calibrat" in w for w in json.loads((tmp_path / "cal" / OUT.RUN_INFO).read_text())["warnings"])

@@ -43,8 +43,9 @@ def write_run_info(root: Path, info: dict, samples_info: list[dict]) -> None:
     from tissuebert import __version__
     from tissuebert.constants import OUT
 
+    run_warnings = list(info.pop("run_warnings", []))  # about the whole run (e.g. the checkpoint)
     run_info = {"version": __version__, **info, "samples": samples_info,
-                "warnings": [f"{s['sample']}, {w}" for s in samples_info for w in s["warnings"]]}
+                "warnings": run_warnings + [f"{s['sample']}, {w}" for s in samples_info for w in s["warnings"]]}
     (root / OUT.RUN_INFO).write_text(json.dumps(run_info, indent=2) + "\n")
 
 
