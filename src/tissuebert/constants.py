@@ -187,6 +187,7 @@ OUT = SimpleNamespace(
     BENCHMARK_TSV="estimates.tsv",
     RUN_INFO="run.json",  # inputs, methods and settings of a deconvolve / benchmark run
     COHORT_PROPORTIONS="cohort_proportions.tsv",  # deconvolve: sample, method, tissue, proportion, ci, reads
+    VS_TRUTH="vs_truth.tsv",  # deconvolve --truth: sample, method, tissue, truth, proportion, error
     COHORT_MATRIX="cohort_matrix.tsv",  # deconvolve: one row per (sample, method), one column per tissue
     MULTIQC="tissuebert_mqc.tsv",  # deconvolve: MultiQC custom-content bar graph of the first method
 )

@@ -40,6 +40,7 @@ def deconvolve(
     bootstrap: Annotated[Optional[int], typer.Option("--bootstrap", help="Bootstrap resamples for the intervals (default: the checkpoint's eval.bootstrap; 0 = none).")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", help="Override the checkpoint's calibrated temperature.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    truth: Annotated[Optional[Path], typer.Option("--truth", help="Known composition (TSV: [mixture|sample] tissue proportion, e.g. simulate-mixture's truth.tsv): writes vs_truth.tsv (estimate beside truth, per method and a uniform guess) and prints each method's MAE.")] = None,
     no_posteriors: Annotated[bool, typer.Option("--no-posteriors", help="Skip the per-read posteriors (posteriors.tsv.gz, written by default).")] = False,
     _posteriors: Annotated[bool, typer.Option("--posteriors", hidden=True, help="The default (kept for old scripts).")] = False,
     threads: ThreadsOpt = None,
@@ -77,12 +78,25 @@ def deconvolve(
     results = deconvolve_cohort(out, specs, checkpoint=checkpoint, methods=methods, cpg_index=cpg_index,
                                 reference=reference, store_root=store, atlas=atlas, n_boot=bootstrap, seed=seed,
                                 temperature=temperature, posteriors=not no_posteriors, device=device,
-                                precision=precision, force=force)
+                                precision=precision, force=force, truth=truth)
     if results is None:  # a torchrun rank other than 0: it scored its share, rank 0 writes
         return
     _echo_top(results, "reads", named=len(results) > 1)
+    if truth is not None:
+        _echo_truth(out)
     typer.echo(f"wrote {out}" + (f" ({len(results)} samples; cohort_proportions.tsv, cohort_matrix.tsv)"
                                  if len(results) > 1 else ""))
+
+
+def _echo_truth(out: Path) -> None:
+    """Each sample's methods against the truth, one line per sample (from run.json)."""
+    import json
+
+    from tissuebert.constants import OUT
+
+    per_sample = json.loads((out / OUT.RUN_INFO).read_text())["truth"]["per_sample"]
+    for sample_id, methods in per_sample.items():
+        typer.echo(f"{sample_id} vs truth: " + ", ".join(f"{m} MAE {v['mae']:.4f}" for m, v in methods.items()))
 
 
 def _echo_top(results: dict, unit: str, *, named: bool) -> None:

@@ -27,6 +27,7 @@ from tissuebert.deconvolve.output import result_warning_lines, write_posteriors,
 from tissuebert.deconvolve.result import DeconvResult
 from tissuebert.deconvolve.run import logreg_loglik, score_reads
 from tissuebert.deconvolve.sample import SampleInput, _no_cpg_index, infer_format, load_sample
+from tissuebert.deconvolve.truth import compare, match_truth, read_truth, write_truth_table
 from tissuebert.deconvolve.warnings import result_warnings
 from tissuebert.dist import DistInfo, all_gather_cat, barrier, setup_distributed, teardown_distributed
 from tissuebert.errors import TissueBertError
@@ -101,7 +102,8 @@ def deconvolve_cohort(out: Path, specs: list[InputSpec], *, checkpoint: Path | N
                       cpg_index: Path | None = None, reference: Path | None = None, store_root: Path | None = None,
                       atlas: Path | None = None, n_boot: int | None = None, seed: int = 0,
                       temperature: float | None = None, posteriors: bool = True, device: str | None = None,
-                      precision: str = "auto", force: bool = False) -> dict[str, list[DeconvResult]] | None:
+                      precision: str = "auto", force: bool = False, truth: Path | None = None
+                      ) -> dict[str, list[DeconvResult]] | None:
     """Deconvolve every sample of ``specs`` by each method and write the per-sample and cohort outputs.
 
     Under ``torchrun`` (WORLD_SIZE > 1) the model's scoring is shared by the ranks (see
@@ -109,6 +111,7 @@ def deconvolve_cohort(out: Path, specs: list[InputSpec], *, checkpoint: Path | N
     return None."""
     chosen = check_available(methods, checkpoint=checkpoint is not None, store=store_root is not None,
                              atlas=atlas is not None)
+    truth_table = read_truth(truth) if truth is not None else None  # its format checked before any work
     needs = {m.needs for m in chosen}
     need_model = NEEDS.MODEL in needs
     loaded = Checkpoint.load(checkpoint) if checkpoint is not None else None
@@ -171,7 +174,13 @@ def deconvolve_cohort(out: Path, specs: list[InputSpec], *, checkpoint: Path | N
             for text in r.warnings:
                 log.warning("%s, %s: %s", spec.sample_id, r.method, text)
         results[spec.sample_id] = res
+    vs_truth = None
+    if truth_table is not None:
+        first = next(r for res in results.values() for r in res)
+        matched = match_truth(truth_table, [s.sample_id for s in specs], first.tissues, truth)
+        vs_truth = compare(results, matched)
     _write(out, specs, samples, rows, results, state=state, config=config, loglik=loglik if posteriors else None,
+           vs_truth=vs_truth, truth_path=truth,
            info={"checkpoint": None if checkpoint is None else str(checkpoint), "methods": methods,
                  "precision": precision if need_model else None, "n_boot": n_boot, "ci_level": ci_level,
                  "seed": seed, "unique_rows_scored": rows.n_unique if rows is not None else 0,
@@ -219,7 +228,7 @@ def _score_shared(state, panel: Panel, rows: CohortRows, info: DistInfo, *, temp
 
 def _write(out: Path, specs: list[InputSpec], samples: list[SampleInput], rows: CohortRows | None,
            results: dict[str, list[DeconvResult]], *, state, config: Config, loglik, info: dict[str, Any],
-           force: bool) -> None:
+           force: bool, vs_truth: tuple[list, dict] | None = None, truth_path: Path | None = None) -> None:
     single = len(specs) == 1
     with atomic_dir(out, force=force) as tmp:
         folders = write_results(tmp, results)
@@ -232,6 +241,9 @@ def _write(out: Path, specs: list[InputSpec], samples: list[SampleInput], rows: 
                          "n_reads": results[s.sample_id][0].n_reads if results[s.sample_id] else 0,
                          "warnings": result_warning_lines(results[s.sample_id])} for s in specs]
         info = dict(info)
+        if vs_truth is not None:
+            write_truth_table(tmp / OUT.VS_TRUTH, vs_truth[0])
+            info["truth"] = {"file": str(truth_path), "per_sample": vs_truth[1]}
         if single:  # the one-sample layout of earlier versions
             info.update(input=specs[0].source, n_reads=samples_info[0]["n_reads"])
         write_run_info(tmp, info, samples_info)
