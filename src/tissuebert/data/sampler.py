@@ -19,7 +19,7 @@ from tissuebert.data.eligibility import sample_eligible_rows
 from tissuebert.data.features import cpg_call_features
 from tissuebert.data.tokens import TokenTables
 from tissuebert.errors import StoreError
-from tissuebert.progress import get_logger
+from tissuebert.progress import counter, get_logger
 from tissuebert.store.manifest import SampleRecord
 from tissuebert.store.sample import SampleReads
 from tissuebert.store.store import Store
@@ -166,15 +166,17 @@ class TrainSampler:
         panel = self.store.panel
         n_features, n_tissues = 2 * int(panel.cpg_ptr[-1]) + 1, len(self.store.tissues)
         tally = np.zeros(n_features * n_tissues, dtype=np.int64)
-        for f, rec in enumerate(self.samples):
-            rows = self._row_maps[f]
-            reads = self.store.reads(rec, mmap=True)
-            n = reads.n_reads if rows is None else rows.size
-            for begin in range(0, n, chunk):
-                pick = np.arange(begin, min(n, begin + chunk)) if rows is None else rows[begin:begin + chunk]
-                feature, valid = cpg_call_features(panel, np.asarray(reads.window_idx[pick]),
-                                                   np.asarray(reads.calls[pick]))
-                tally += np.bincount(feature[valid] * n_tissues + self.file_tissue[f], minlength=tally.size)
+        with counter("counting training reads", self.n_reads, "reads") as advance:
+            for f, rec in enumerate(self.samples):
+                rows = self._row_maps[f]
+                reads = self.store.reads(rec, mmap=True)
+                n = reads.n_reads if rows is None else rows.size
+                for begin in range(0, n, chunk):
+                    pick = np.arange(begin, min(n, begin + chunk)) if rows is None else rows[begin:begin + chunk]
+                    feature, valid = cpg_call_features(panel, np.asarray(reads.window_idx[pick]),
+                                                       np.asarray(reads.calls[pick]))
+                    tally += np.bincount(feature[valid] * n_tissues + self.file_tissue[f], minlength=tally.size)
+                    advance(len(pick))
         if tally.max(initial=0) >= 2**24:
             raise StoreError("a (CpG, call, tissue) count passes 2^24, beyond float32's exact integers",
                              path=self.store.root, hint="set train.count_source=stream")
