@@ -71,7 +71,7 @@ MODULES = {
         "tests/deconvolve/test_deconv_em.py::test_bootstrap_coverage_is_near_the_nominal_level",
     ]),
     "inference/checkpoint.py": "tests/train/test_checkpoint_file.py tests/train/test_checkpoint_compat.py "
-                           "tests/train/test_nonfinite_and_compat.py",
+                               "tests/train/test_checkpoint_model.py tests/train/test_nonfinite_and_compat.py",
     "benchmark/metrics.py": "tests/benchmark/test_bench_metrics.py",  # test_bench_report stubs the metrics out
 }
 
