@@ -19,6 +19,7 @@ from tissuebert.io.pat import fetch_pat, iter_pat, open_indexed_pat, pattern_cod
 WINDOW_READS = [
     (1, "C" * 45),  # covers 1..45, but starts 29 CpGs before the range: past the look-back, never fetched
     (27, "CTCTC"),  # covers 27..31, starts one CpG before the look-back window (28): not fetched
+    (28, "CC"),  # covers 28..29: fetched, ends before the range: dropped (28 << (2 - 1) = 56 would keep it)
     (28, "CCT"),  # covers 28..30: the first CpG of the look-back window, reaches CpG 30: kept
     (29, "T"),  # covers 29 only: fetched, ends before the range: dropped
     (29, "TC"),  # covers 29..30: kept (29 | (2 - 1) = 29 would wrongly drop it)
@@ -93,3 +94,31 @@ def test_a_bad_pat_line_quotes_the_first_40_characters_of_its_pattern(tmp_path):
         list(iter_pat(path))
     assert f"pattern {LONG_BAD[:40]!r} may only hold" in str(err.value)
     assert err.value.line == 2
+
+
+class _Foreign:
+    """What a tabix index of another file makes htslib return: these lines, whatever was asked."""
+
+    contigs = ["chr1"]
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+
+    def fetch(self, chrom, start, end):
+        return iter(self.lines)
+
+
+def test_a_half_line_from_a_foreign_index_says_so():
+    with pytest.raises(InputFormatError, match=r"does not belong to this file: it points into the middle of a line "
+                                               r"\('C\\t2'\)"):
+        list(fetch_pat(_Foreign(["C\t2"]), "s.pat.gz", "chr1", 1001, 1005))
+
+
+def test_a_line_before_the_look_back_window_is_refused_with_the_window_asked_for():
+    # lookback 11: the window starts after lo = 1001 - 1 - 11 = 989, i.e. at CpG 990; a line at CpG 5 is
+    # before it (a foreign index), and the message gives the window 1-based: 990-1005
+    with pytest.raises(InputFormatError, match="asked for chr1:990-1005, it gave chr1:5"):
+        list(fetch_pat(_Foreign(["chr1\t5\tCC\t1"]), "s.pat.gz", "chr1", 1001, 1005, lookback=11))
+    # the first CpG of the window is accepted
+    assert [r[:4] for r in fetch_pat(_Foreign(["chr1\t990\t" + "C" * 12 + "\t1"]), "s.pat.gz", "chr1", 1001, 1005,
+                                     lookback=11)] == [("chr1", 990, "C" * 12, 1)]

@@ -5,6 +5,7 @@ hash that sorts after the store's. No training: tiny models built here and saved
 
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 
 import numpy as np
@@ -15,7 +16,7 @@ from tissuebert import atomic
 from tissuebert.config import load_config
 from tissuebert.constants import CKPT, METH_NONE, N_TOKENS
 from tissuebert.errors import CheckpointError
-from tissuebert.inference.checkpoint import check_compatible, load_checkpoint, model_from_checkpoint, save_checkpoint
+from tissuebert.inference.checkpoint import Checkpoint, check_compatible, load_checkpoint, model_from_checkpoint, save_checkpoint
 from tissuebert.model.tissuebert import build_model, panel_buffers
 
 TISSUES = ["Blood", "Liver", "Lung", "Colon"]
@@ -165,3 +166,31 @@ def test_any_other_panel_hash_is_refused(store_hash):
     with pytest.raises(CheckpointError, match=f"panel hash 0123456789abcdef differs from the store's {store_hash}"):
         check_compatible(state, tissues=TISSUES, panel_hash=store_hash)
     check_compatible(state, tissues=TISSUES, panel_hash="0123456789abcdef")
+
+
+def test_an_equal_panel_hash_read_from_elsewhere_is_accepted():
+    # a hash read from a file or computed from a store is equal to the checkpoint's, not the same object
+    state = {CKPT.TISSUES: TISSUES, CKPT.PANEL_HASH: "0123456789abcdef"}
+    computed = "".join(["0123456789", "abcdef"])
+    assert computed is not state[CKPT.PANEL_HASH]
+    check_compatible(state, tissues=list(TISSUES), panel_hash=computed)
+
+
+def test_checkpoint_of_a_path_a_dict_or_a_checkpoint(tmp_path):
+    state, _ = _state(PLAIN)
+    save_checkpoint(tmp_path / "ck.pt", state)
+    loaded = Checkpoint.of(tmp_path / "ck.pt")
+    assert loaded.name == str(tmp_path / "ck.pt") and loaded.tissues == TISSUES
+    assert loaded.panel_hash == "0123456789abcdef" and loaded.state[CKPT.EPOCH] == 1
+    assert Checkpoint.of(loaded) is loaded
+    wrapped = Checkpoint.of(state, "given.pt")
+    assert wrapped.state is state and wrapped.name == "given.pt"
+    assert Checkpoint.of(state).name == "checkpoint"
+
+
+def test_a_checkpoint_is_frozen_so_its_cached_config_cannot_go_stale():
+    state, _ = _state(PLAIN)
+    ck = Checkpoint(state, "ck.pt")
+    assert ck.config.model.cpg_counts is False
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ck.state = {}
