@@ -46,7 +46,8 @@ COSMIC_RAY = str(Path(sys.executable).parent / "cosmic-ray")  # installed beside
 # module (under src/tissuebert/) -> the tests that must kill its mutants (fast files first: with -x
 # a mutant's run stops at the first failure, so a quick killer saves the slow tests' time)
 MODULES = {
-    "io/pat.py": "tests/io/test_parsers_property.py tests/prepare/test_pat_golden.py tests/prepare/test_bad_input.py",
+    "io/pat.py": "tests/io/test_pat_mutants.py tests/io/test_pat_index.py tests/io/test_parsers_property.py "
+                 "tests/prepare/test_pat_golden.py tests/prepare/test_bad_input.py",
     "io/bam.py": "tests/io/test_parsers_property.py tests/prepare/test_bam_golden.py",
     "store/sample.py": "tests/io/test_parsers_property.py tests/store tests/core/test_core_store.py",
     "store/validate.py": "tests/store",
@@ -70,7 +71,7 @@ MODULES = {
         "tests/deconvolve/test_deconv_em.py::test_bootstrap_coverage_is_near_the_nominal_level",
     ]),
     "inference/checkpoint.py": "tests/train/test_checkpoint_file.py tests/train/test_checkpoint_compat.py "
-                           "tests/train/test_nonfinite_and_compat.py",
+                               "tests/train/test_checkpoint_model.py tests/train/test_nonfinite_and_compat.py",
     "benchmark/metrics.py": "tests/benchmark/test_bench_metrics.py",  # test_bench_report stubs the metrics out
 }
 
