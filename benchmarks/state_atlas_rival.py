@@ -3,7 +3,8 @@
 Each read of window w from tissue t is taken to come from one of K fragment states (K = 3: mostly
 unmethylated, mixed, mostly methylated: UXM's U / X / M); state k methylates panel CpG g with
 probability theta[g, k] (shared by the tissues) and the tissue sets the state's share pi[w, t, k].
-EM over every eligible training read (no gradient, no encoder) fits theta and pi; the read's
+EM over every eligible training read (no gradient, no encoder; tissuebert/data/state_atlas.py, which
+`train.state_source=split` also uses) fits theta and pi; the read's
 likelihood under tissue t is then sum_k pi[w, t, k] prod_j p(call_j | g_j, k), the form of the
 simulator's oracle with one state per window instead of one per methylation block.
 
@@ -22,62 +23,17 @@ config are reused). Measured results: benchmarks/RESULTS.md ("Mixture benchmark 
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
 
 from tissuebert.config import config_from_dict, config_to_dict
 from tissuebert.constants import CKPT
-from tissuebert.data.features import cpg_call_features
+from tissuebert.data.sampler import TrainSampler
+from tissuebert.data.state_atlas import fit_state_atlas
 from tissuebert.inference.checkpoint import load_checkpoint, save_checkpoint
 from tissuebert.model.tissuebert import build_model
 from tissuebert.store.store import Store
-
-
-def training_reads(store: Store) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(cell = window x T + tissue, CpG of each slot, methylated?, called?) of every training read with a call."""
-    n_tissues, panel = len(store.tissues), store.panel
-    cells, cpgs, meths, valids = [], [], [], []
-    for rec in store.samples("train"):
-        reads = store.reads(rec, mmap=True)
-        window = np.asarray(reads.window_idx)
-        feature, valid = cpg_call_features(panel, window, np.asarray(reads.calls))
-        keep = valid.any(axis=1)
-        cells.append(window[keep].astype(np.int64) * n_tissues + rec.tissue_id)
-        cpgs.append((feature[keep] // 2).astype(np.int32))
-        meths.append((feature[keep] % 2).astype(bool))
-        valids.append(valid[keep])
-    return np.concatenate(cells), np.concatenate(cpgs), np.concatenate(meths), np.concatenate(valids)
-
-
-def fit_states(store: Store, n_states: int, iterations: int, prior: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """EM: (theta (C, K) P(M | CpG, state), pi (W x T, K) state shares per window and tissue)."""
-    cell, cpg, meth, valid = training_reads(store)
-    n_cpgs = int(store.panel.cpg_ptr[-1])
-    n_cells = store.panel.n_windows * len(store.tissues)
-    theta = np.tile(np.linspace(0.05, 0.95, n_states), (n_cpgs, 1))
-    pi = np.full((n_cells, n_states), 1.0 / n_states)
-    read_of, slot = np.nonzero(valid)
-    g, m = cpg[read_of, slot], meth[read_of, slot]
-    print(f"{cell.shape[0]} training reads, {n_cpgs} CpGs, {n_cells} (window, tissue) cells")
-    for it in range(iterations):
-        started = time.perf_counter()
-        log_m, log_u = np.log(theta), np.log1p(-theta)
-        loglik = np.stack([(np.where(meth, log_m[cpg, k], log_u[cpg, k]) * valid).sum(axis=1)
-                           for k in range(n_states)], axis=1)  # (N, K)
-        joint = np.log(pi[cell]) + loglik
-        top = joint.max(axis=1, keepdims=True)
-        total = top[:, 0] + np.log(np.exp(joint - top).sum(axis=1))
-        resp = np.exp(joint - total[:, None])  # (N, K)
-        shares = np.stack([np.bincount(cell, weights=resp[:, k], minlength=n_cells) for k in range(n_states)], axis=1)
-        pi = (shares + prior) / (shares + prior).sum(axis=1, keepdims=True)
-        called = np.stack([np.bincount(g, weights=resp[read_of, k], minlength=n_cpgs) for k in range(n_states)], axis=1)
-        methylated = np.stack([np.bincount(g, weights=resp[read_of, k] * m, minlength=n_cpgs)
-                               for k in range(n_states)], axis=1)
-        theta = np.clip((methylated + 0.5) / (called + 1.0), 1e-4, 1 - 1e-4)
-        print(f"iteration {it + 1}: mean log-likelihood per read {total.mean():.5f} ({time.perf_counter() - started:.1f} s)")
-    return theta, pi
 
 
 def state_checkpoint(template: dict, store: Store, theta: np.ndarray, pi: np.ndarray) -> dict:
@@ -87,13 +43,8 @@ def state_checkpoint(template: dict, store: Store, theta: np.ndarray, pi: np.nda
     data["model"]["fragment_states"] = n_states
     config = config_from_dict(data)
     model = build_model(config.model, n_tissues, store.panel)
+    model.set_states(theta, pi)
     state = model.state_dict()
-    emission = np.zeros((2 * theta.shape[0] + 1, n_states))
-    emission[0:-1:2] = np.log1p(-theta)  # feature 2g: U
-    emission[1:-1:2] = np.log(theta)  # feature 2g + 1: M
-    state["states.emission.weight"] = torch.tensor(emission, dtype=torch.float32)
-    state["states.prior.weight"] = torch.tensor(np.log(pi).reshape(store.panel.n_windows, n_tissues * n_states),
-                                                dtype=torch.float32)
     for key in state:
         if key.startswith("count_weight") or key == f"head.{len(model.head) - 1}.weight" or \
                 key == f"head.{len(model.head) - 1}.bias":
@@ -115,7 +66,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=40)
     args = parser.parse_args()
     store = Store.open(args.store)
-    theta, pi = fit_states(store, args.states, args.iterations)
+    theta, pi = fit_state_atlas(TrainSampler(store, split="train"), args.states, iterations=args.iterations)
     save_checkpoint(args.out, state_checkpoint(load_checkpoint(args.template), store, theta, pi))
     print(f"wrote {args.out}")
 

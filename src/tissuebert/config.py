@@ -84,6 +84,7 @@ class TrainConfig(_Section):
     mask_weight: float = Field(0.0, ge=0, description="Weight of the masked-call loss beside the classification loss after train.pretrain_steps (0 = the classifier sees whole reads; > 0 needs model.call_head).")
     pretrain_steps: int = Field(0, ge=0, description="The first N optimizer steps train the masked-call loss only (masked-methylation pre-training on the training reads; > 0 needs model.call_head).")
     count_source: Literal["stream", "split"] = Field("split", description="What the count route (model.cpg_counts) counts: 'split' = every eligible read of the training split, counted before step 0 as an atlas is (each training read's own calls are left out of its evidence; docs/training.md); 'stream' = only the reads the training loop has drawn so far (each counted after its own forward pass).")
+    state_source: Literal["learned", "split"] = Field("learned", description="Where the fragment-state head (model.fragment_states) starts: 'learned' = the evenly spaced states and uniform shares it is built with; 'split' = an atlas fitted by EM on every eligible training read before step 0 (data/state_atlas.py; docs/training.md).")
     grad_clip: float = Field(1.0, gt=0, description="Clip the global gradient norm to this value.")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Compute precision: fp32, bf16 autocast, or fp16 autocast with a GradScaler.")
     seed: int = Field(42, description="Seed of every random stream (sampler, dropout, init).")
@@ -119,6 +120,9 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _masking_needs_head(self) -> "Config":
+        if self.train.state_source == "split" and not self.model.fragment_states:
+            raise ValueError("train.state_source = split fits the fragment-state head: set model.fragment_states "
+                             "(e.g. 3)")
         if (self.train.mask_weight > 0 or self.train.pretrain_steps > 0) and not self.model.call_head:
             raise ValueError("train.mask_weight > 0 or train.pretrain_steps > 0 needs model.call_head = true "
                              "(the masked calls are predicted by it)")

@@ -5,6 +5,7 @@ Pure torch: takes token tensors, returns logits. It knows nothing of files, loss
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -334,6 +335,25 @@ class TissueBERT(nn.Module):
         if with_calls:
             return logits, self.call_head(x)
         return logits
+
+    @torch.no_grad()
+    def set_states(self, theta: np.ndarray, pi: np.ndarray) -> None:
+        """Start the fragment-state head from a fitted atlas (data/state_atlas.py): theta (C, K)
+        P(methylated | panel CpG, state) -> the emission table (log theta for M, log(1 - theta) for
+        U), pi (W, T, K) state shares -> the prior table (log pi; the head's log_softmax leaves it)."""
+        if self.states is None:
+            raise ValueError("this model has no fragment-state head (model.fragment_states)")
+        n_features, n_states = self.states.emission.weight.shape
+        if theta.shape != ((n_features - 1) // 2, n_states):
+            raise ValueError(f"theta of shape {theta.shape}, the head needs ({(n_features - 1) // 2}, {n_states})")
+        if pi.shape != (self.states.prior.weight.shape[0], self.n_tissues, n_states):
+            raise ValueError(f"pi of shape {pi.shape}, the head needs "
+                             f"({self.states.prior.weight.shape[0]}, {self.n_tissues}, {n_states})")
+        emission = torch.zeros(n_features, n_states, dtype=torch.float64)
+        emission[0:-1:2] = torch.from_numpy(np.log1p(-theta))  # feature 2g: U
+        emission[1:-1:2] = torch.from_numpy(np.log(theta))  # feature 2g + 1: M
+        self.states.emission.weight.copy_(emission.float())
+        self.states.prior.weight.copy_(torch.from_numpy(np.log(pi)).reshape(pi.shape[0], -1).float())
 
     @torch.no_grad()
     def set_tally(self, tally: torch.Tensor) -> None:

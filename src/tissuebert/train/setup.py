@@ -232,6 +232,7 @@ def setup_run(config: Config, store_root: str | Path, run_dir: str | Path, *, re
         if init_from is not None:
             run.init_from = load_init_weights(model, init_from, tissues=store.tissues, panel_hash=store.panel_hash)
         prime_counts(model, sampler, cfg.count_source)
+        prime_states(model, sampler, cfg.state_source)
     run.resume_count = _count_resume(run_dir, point, restarted, config, info)  # once every check has passed
     if info.enabled:
         # broadcast_buffers off: the panel buffers never change, and the count route's tally is kept
@@ -257,6 +258,17 @@ def prime_counts(model: TissueBERT, sampler: TrainSampler, source: str) -> None:
     started = time.perf_counter()
     model.set_tally(torch.from_numpy(sampler.call_tally()))
     log.info("count route: %d training reads counted (%.1f s)", sampler.n_reads, time.perf_counter() - started)
+
+
+def prime_states(model: TissueBERT, sampler: TrainSampler, source: str) -> None:
+    """train.state_source = split: the fragment-state head starts from an EM fit of the training
+    split (a new run only; every rank fits the same deterministic EM)."""
+    if source != "split" or model.states is None:
+        return
+    from tissuebert.data.state_atlas import fit_state_atlas
+
+    theta, pi = fit_state_atlas(sampler, model.states.n_states)
+    model.set_states(theta, pi)
 
 
 def _restore(run: Run, state: dict[str, Any]) -> None:

@@ -1,0 +1,85 @@
+"""A fragment-state atlas fitted by EM on every eligible read of the training split.
+
+Each read of window w from tissue t comes from one of K fragment states (K = 3: mostly
+unmethylated, mixed, mostly methylated); state k methylates panel CpG g with probability
+theta[g, k], shared by the tissues, and the tissue sets the state's share pi[w, t, k]. EM over
+the split's reads (no gradient) fits both; a read's likelihood under t is then
+sum_k pi[w, t, k] prod_j p(call_j | g_j, k). This is the parametrisation of the model's
+fragment-state head (``model.fragment_states``), which ``train.state_source = split`` starts
+from this fit (docs/training.md, "Counting the whole split").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tissuebert.data.features import cpg_call_features
+from tissuebert.progress import get_logger, track
+
+log = get_logger("data")
+
+THETA_RANGE = (1e-4, 1 - 1e-4)
+
+
+def split_reads(sampler) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The sampler's eligible reads with at least one call: (cell = window x T + tissue (N,),
+    CpG of each slot (N, K) int32, methylated (N, K) bool, called (N, K) bool)."""
+    store, panel = sampler.store, sampler.store.panel
+    n_tissues = len(store.tissues)
+    cells, cpgs, meths, valids = [], [], [], []
+    for f, rec in enumerate(sampler.samples):
+        reads = store.reads(rec, mmap=True)
+        rows = sampler._row_maps[f]
+        pick = np.arange(reads.n_reads) if rows is None else rows
+        window = np.asarray(reads.window_idx[pick]).astype(np.int64)
+        feature, valid = cpg_call_features(panel, window, np.asarray(reads.calls[pick]))
+        keep = valid.any(axis=1)
+        cells.append(window[keep] * n_tissues + sampler.file_tissue[f])
+        cpgs.append((feature[keep] // 2).astype(np.int32))
+        meths.append((feature[keep] % 2).astype(bool))
+        valids.append(valid[keep])
+    return np.concatenate(cells), np.concatenate(cpgs), np.concatenate(meths), np.concatenate(valids)
+
+
+def read_state_loglik(theta: np.ndarray, cpg: np.ndarray, meth: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(N, K) log p(read's calls | state k) = sum over its calls of log theta or log (1 - theta)."""
+    log_m, log_u = np.log(theta), np.log1p(-theta)
+    return np.stack([(np.where(meth, log_m[cpg, k], log_u[cpg, k]) * valid).sum(axis=1)
+                     for k in range(theta.shape[1])], axis=1)
+
+
+def fit_state_atlas(sampler, n_states: int, *, iterations: int = 40, prior: float = 1.0
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """EM on the sampler's split: (theta (C, K) P(M | CpG, state), pi (W, T, K) state shares).
+
+    States start at methylation 0.05 .. 0.95 for every CpG (so state k keeps its meaning: k = 0
+    the least methylated) and shares uniform; ``prior`` reads of pseudo-count per (window,
+    tissue, state) keep a cell without reads at the uniform share, and half a call per (CpG,
+    state) keeps theta off 0 and 1."""
+    if n_states < 2:
+        raise ValueError(f"a state atlas needs >= 2 states, got {n_states}")
+    store = sampler.store
+    n_cpgs, n_tissues, n_windows = int(store.panel.cpg_ptr[-1]), len(store.tissues), store.panel.n_windows
+    cell, cpg, meth, valid = split_reads(sampler)
+    n_cells = n_windows * n_tissues
+    theta = np.tile(np.linspace(0.05, 0.95, n_states), (n_cpgs, 1))
+    pi = np.full((n_cells, n_states), 1.0 / n_states)
+    read_of, slot = np.nonzero(valid)
+    g, m = cpg[read_of, slot], meth[read_of, slot]
+    mean_ll = float("nan")
+    for _ in track(range(iterations), "fitting the fragment-state atlas (EM iterations)"):
+        joint = np.log(pi[cell]) + read_state_loglik(theta, cpg, meth, valid)  # (N, K)
+        top = joint.max(axis=1, keepdims=True)
+        total = top[:, 0] + np.log(np.exp(joint - top).sum(axis=1))
+        resp = np.exp(joint - total[:, None])
+        mean_ll = float(total.mean())
+        shares = np.stack([np.bincount(cell, weights=resp[:, k], minlength=n_cells) for k in range(n_states)], axis=1)
+        pi = (shares + prior) / (shares + prior).sum(axis=1, keepdims=True)
+        per_call = resp[read_of]  # (calls, K)
+        called = np.stack([np.bincount(g, weights=per_call[:, k], minlength=n_cpgs) for k in range(n_states)], axis=1)
+        methylated = np.stack([np.bincount(g, weights=per_call[:, k] * m, minlength=n_cpgs)
+                               for k in range(n_states)], axis=1)
+        theta = np.clip((methylated + 0.5) / (called + 1.0), *THETA_RANGE)
+    log.info("fragment-state atlas: %d states, %d reads, %d EM iterations, mean log-likelihood per read %.4f",
+             n_states, cell.shape[0], iterations, mean_ll)
+    return theta, pi.reshape(n_windows, n_tissues, n_states)

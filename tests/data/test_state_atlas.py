@@ -1,0 +1,131 @@
+"""The fragment-state atlas (data/state_atlas.py): EM on the training split, checked against a
+plain per-read Python EM, against a store whose states are known, and as the model's start."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tissuebert.config import load_config
+from tissuebert.data.features import cpg_call_features
+from tissuebert.data.sampler import TrainSampler
+from tissuebert.data.state_atlas import fit_state_atlas
+from tissuebert.model.tissuebert import build_model
+from tissuebert.store.sample import unpack_calls
+from tissuebert.testing.synthetic import build_marker_store
+
+
+def _python_em(store, n_states: int, iterations: int):
+    """EM with dicts and loops over the store's training reads (their calls read straight from the files)."""
+    panel = store.panel
+    reads = []  # (window, tissue, [(panel CpG, methylated)])
+    for rec in store.samples("train"):
+        r = store.reads(rec)
+        codes = unpack_calls(np.asarray(r.calls), panel.max_cpgs)
+        for w, row in zip(np.asarray(r.window_idx), codes):
+            calls = [(int(panel.cpg_ptr[w]) + j, int(c) == 1) for j, c in enumerate(row[:panel.n_cpgs[w]]) if c < 2]
+            if calls:
+                reads.append((int(w), rec.tissue_id, calls))
+    n_cpgs, n_t = int(panel.cpg_ptr[-1]), len(store.tissues)
+    theta = {(g, k): 0.05 + 0.9 * k / (n_states - 1) for g in range(n_cpgs) for k in range(n_states)}
+    pi = {(w, t, k): 1.0 / n_states for w in range(panel.n_windows) for t in range(n_t) for k in range(n_states)}
+    for _ in range(iterations):
+        share = {key: 0.0 for key in pi}
+        meth = {key: 0.0 for key in theta}
+        called = {key: 0.0 for key in theta}
+        for w, t, calls in reads:
+            joint = [math.log(pi[w, t, k]) + sum(math.log(theta[g, k] if m else 1 - theta[g, k]) for g, m in calls)
+                     for k in range(n_states)]
+            top = max(joint)
+            z = sum(math.exp(j - top) for j in joint)
+            for k in range(n_states):
+                r = math.exp(joint[k] - top) / z
+                share[w, t, k] += r
+                for g, m in calls:
+                    called[g, k] += r
+                    meth[g, k] += r * m
+        for w in range(panel.n_windows):
+            for t in range(n_t):
+                total = sum(share[w, t, k] + 1.0 for k in range(n_states))
+                for k in range(n_states):
+                    pi[w, t, k] = (share[w, t, k] + 1.0) / total
+        theta = {key: min(max((meth[key] + 0.5) / (called[key] + 1.0), 1e-4), 1 - 1e-4) for key in theta}
+    return theta, pi
+
+
+@pytest.fixture(scope="module")
+def mixed_store(tmp_path_factory):
+    beta = np.array([[0.9, 0.2, 0.5, 0.1], [0.1, 0.8, 0.5, 0.9], [0.5, 0.5, 0.1, 0.6]])  # (T, W)
+    return build_marker_store(tmp_path_factory.mktemp("atlas") / "s", tissues=("a", "b", "c"), n_windows=4,
+                              reads_per_sample=60, beta=beta, seed=4)
+
+
+@pytest.mark.parametrize("iterations", [1, 3])
+def test_em_equals_a_plain_per_read_em(mixed_store, iterations):
+    theta, pi = fit_state_atlas(TrainSampler(mixed_store), 3, iterations=iterations)
+    ref_theta, ref_pi = _python_em(mixed_store, 3, iterations)
+    assert theta.shape == (int(mixed_store.panel.cpg_ptr[-1]), 3) and pi.shape == (4, 3, 3)
+    for (g, k), value in ref_theta.items():
+        assert theta[g, k] == pytest.approx(value, abs=1e-9)
+    for (w, t, k), value in ref_pi.items():
+        assert pi[w, t, k] == pytest.approx(value, abs=1e-9)
+
+
+def test_em_recovers_two_clean_states(tmp_path):
+    """Tissue "meth" methylates every CpG, "unmeth" none: two states, one per tissue."""
+    beta = np.stack([np.ones(6), np.zeros(6)])
+    store = build_marker_store(tmp_path / "s", tissues=("meth", "unmeth"), n_windows=6, reads_per_sample=2000,
+                               beta=beta, seed=1)
+    theta, pi = fit_state_atlas(TrainSampler(store), 2, iterations=20)
+    calls = np.zeros(theta.shape[0])
+    for rec in store.samples("train"):
+        r = store.reads(rec)
+        feature, valid = cpg_call_features(store.panel, np.asarray(r.window_idx), np.asarray(r.calls))
+        np.add.at(calls, feature[valid] // 2, 1)
+    seen = calls >= 60  # a state's CpG called c times sits 0.5 / (c + 1) off 0 or 1 (the half-call prior)
+    assert seen.sum() > 20
+    assert np.all(theta[seen, 0] < 0.05) and np.all(theta[seen, 1] > 0.95)  # state 0 U, state 1 M
+    assert np.all(pi[:, 0, 1] > 0.95) and np.all(pi[:, 1, 0] > 0.95)
+
+
+def test_the_model_starts_from_the_fit(mixed_store):
+    theta, pi = fit_state_atlas(TrainSampler(mixed_store), 3, iterations=2)
+    cfg = load_config("tiny", overrides=["model.fragment_states=3", "train.state_source=split"])
+    model = build_model(cfg.model, 3, mixed_store.panel)
+    model.set_states(theta, pi)
+    with pytest.raises(ValueError, match="theta of shape"):
+        model.set_states(theta[:-1], pi)
+    # the head's output for one read: log sum_k pi[w, t, k] prod_j p(call_j | k), by hand
+    panel = mixed_store.panel
+    rec = mixed_store.samples("train")[0]
+    reads = mixed_store.reads(rec)
+    w = int(np.asarray(reads.window_idx)[0])
+    codes = unpack_calls(np.asarray(reads.calls)[:1], panel.max_cpgs)[0]
+    meth = torch.full((1, 148), 2)
+    offsets = panel.padded_offsets()[w]
+    expected = np.zeros(3)
+    for t in range(3):
+        terms = []
+        for k in range(3):
+            ll = math.log(pi[w, t, k])
+            for j in range(panel.n_cpgs[w]):
+                if codes[j] < 2:
+                    p = theta[panel.cpg_ptr[w] + j, k]
+                    ll += math.log(p if codes[j] == 1 else 1 - p)
+            terms.append(ll)
+        expected[t] = np.logaddexp.reduce(terms)
+    for j in range(panel.n_cpgs[w]):
+        meth[0, offsets[j]] = int(codes[j])
+    window = torch.tensor([w])
+    features = model.panel(window, meth)
+    x = torch.zeros(1, 148, cfg.model.hidden)
+    got = model.states(x, features, window, meth)[0].detach().double().numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_state_source_split_needs_the_head():
+    with pytest.raises(Exception, match="model.fragment_states"):
+        load_config("tiny", overrides=["train.state_source=split"])
