@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import logging
 
+from tests.support.loglines import Collect
 from tissuebert import progress
 
 
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
-def _collector() -> tuple[logging.Logger, _Collect]:
+def _collector() -> tuple[logging.Logger, Collect]:
     logger = logging.getLogger("tissuebert.progress")
-    handler = _Collect()
+    handler = Collect()
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     return logger, handler

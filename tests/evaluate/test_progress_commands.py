@@ -3,22 +3,13 @@ when there is no terminal (SLURM logs, nohup), with the count done, the total an
 
 from __future__ import annotations
 
-import logging
 import re
 
 import pytest
 
+from tests.support.loglines import collected
 from tissuebert import progress
 from tissuebert.cli.app import main
-
-
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
 
 
 @pytest.mark.parametrize("command", ["evaluate", "calibrate", "predict"])
@@ -31,14 +22,8 @@ def test_scoring_commands_log_progress_without_a_terminal(tiny, tmp_path, monkey
         "calibrate": ["--out", str(tmp_path / "c.pt"), "--max-reads-per-sample", "200"],
         "predict": ["--sample", "Liver_test0", "--out", str(tmp_path / "p.tsv.gz")],
     }[command]
-    logger = logging.getLogger("tissuebert.progress")
-    handler = _Collect()
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with collected() as handler:
         assert main([command, "--checkpoint", ckpt, "--store", store, "--device", "cpu", *args]) == 0
-    finally:
-        logger.removeHandler(handler)
     lines = [line for line in handler.lines if re.match(r"scoring [a-z ]+: \d+ / \d+ \w+ \(\d+%\)", line)]
     assert lines, handler.lines
     done, total = (int(x) for x in re.search(r": (\d+) / (\d+)", lines[-1]).groups())

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.support.handpanel import HandPanel
 from tissuebert.config import load_config
 from tissuebert.constants import CKPT, METH_NONE, N_TOKENS
 from tissuebert.model.tissuebert import build_model, panel_buffers
@@ -17,14 +18,6 @@ TOKEN = {0: 3, 1: 100, 2: 0, 3: 7, 4: 147}
 WINDOW = {0: 0, 1: 0, 2: 2, 3: 2, 4: 2}
 
 
-class _Panel:
-    cpg_ptr = np.array([0, 2, 2, 5])
-
-    def padded_offsets(self) -> np.ndarray:
-        out = np.full((3, 3), N_TOKENS, dtype=np.int64)
-        out[0, :2] = [3, 100]
-        out[2, :3] = [0, 7, 147]
-        return out
 
 
 def _reads(calls_per_read: list[dict[int, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -63,7 +56,7 @@ def _model(*overrides: str, prior: float = 8.0, observed: bool = False):
     cfg = load_config("tiny", overrides=["model.cpg_counts=true", f"model.count_prior={prior}",
                                          "model.cpg_logits=false", "model.cpg_embedding_dim=0", *overrides]).model
     torch.manual_seed(0)
-    model = build_model(cfg, 3, panel_buffers(_Panel()))
+    model = build_model(cfg, 3, panel_buffers(HandPanel()))
     if observed:
         for calls, tissue in TRAINING:
             _, meth, window = _reads([calls])
@@ -172,7 +165,7 @@ def test_without_head_logits_the_logits_are_the_weighted_count_route_alone():
         np.testing.assert_allclose(logits[i].numpy(), _naive_bayes(TRAINING, read, 3, 8.0), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="count_weights"):
         build_model(load_config("tiny", overrides=["model.head_logits=false", "model.count_weights=false"]).model, 3,
-                    panel_buffers(_Panel()))
+                    panel_buffers(HandPanel()))
 
 
 def test_leave_out_gives_each_counted_read_the_evidence_of_the_other_reads():

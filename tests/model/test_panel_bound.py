@@ -6,26 +6,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from tests.support.handpanel import HandPanel
 from tissuebert.config import load_config
 from tissuebert.constants import METH_NONE, N_TOKENS
 from tissuebert.model.tissuebert import PanelFeatures, build_model, panel_buffers
 
 
-class _Panel:
-    """Three windows with 2, 0 and 3 CpGs at hand-picked token positions."""
-
-    cpg_ptr = np.array([0, 2, 2, 5])
-    cpg_offset = np.array([3, 100, 0, 7, 147], dtype=np.uint8)
-
-    def padded_offsets(self) -> np.ndarray:
-        out = np.full((3, 3), N_TOKENS, dtype=np.int64)
-        out[0, :2] = [3, 100]
-        out[2, :3] = [0, 7, 147]
-        return out
-
-
 def test_features_name_each_called_panel_cpg():
-    feats = PanelFeatures(**panel_buffers(_Panel()))
+    feats = PanelFeatures(**panel_buffers(HandPanel()))
     meth = torch.full((3, N_TOKENS), METH_NONE)
     meth[0, 3], meth[0, 100] = 1, 0  # window 0: CpG 0 methylated, CpG 1 unmethylated
     meth[1, 3] = 1  # window 1 has no CpG: a stray call maps to nothing
@@ -41,7 +29,7 @@ def test_features_name_each_called_panel_cpg():
 def test_cpg_logits_route_adds_the_learned_vectors_and_checkpoint_rebuilds_it():
     cfg = load_config("tiny", overrides=["model.cpg_logits=true", "model.cpg_embedding_dim=16"]).model
     torch.manual_seed(0)
-    model = build_model(cfg, 4, panel_buffers(_Panel())).eval()
+    model = build_model(cfg, 4, panel_buffers(HandPanel())).eval()
     dna = torch.randint(2, 66, (2, N_TOKENS))
     meth = torch.full((2, N_TOKENS), METH_NONE)
     meth[0, 3], meth[0, 100] = 1, 0
@@ -80,7 +68,7 @@ def test_fragment_state_head_is_a_mixture_over_states_of_the_reads_calls():
     from the panel's CpG numbering by hand."""
     cfg = load_config("tiny", overrides=["model.fragment_states=3"]).model
     torch.manual_seed(0)
-    model = build_model(cfg, 4, panel_buffers(_Panel())).eval()
+    model = build_model(cfg, 4, panel_buffers(HandPanel())).eval()
     head = model.states
     # initial emissions: p(M | state) = 0.05, 0.5, 0.95 for every CpG; prior uniform
     q0 = np.array([0.05, 0.5, 0.95])
@@ -131,7 +119,7 @@ def test_fragment_state_tables_learn_at_the_panel_rate_and_survive_a_checkpoint(
     from tissuebert.train.optim import build_optimizer
 
     config = load_config("tiny", overrides=["model.fragment_states=4", "train.max_lr=1e-3"])
-    model = build_model(config.model, 4, panel_buffers(_Panel()))
+    model = build_model(config.model, 4, panel_buffers(HandPanel()))
     optimizer = build_optimizer(model, config.train, panel_lr=0.05)
     panel_group = [g for g in optimizer.param_groups if g.get("panel")]
     assert len(panel_group) == 1 and panel_group[0]["max_lr"] == 0.05

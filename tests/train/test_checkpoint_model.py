@@ -8,10 +8,10 @@ from __future__ import annotations
 import dataclasses
 import zipfile
 
-import numpy as np
 import pytest
 import torch
 
+from tests.support.handpanel import HandPanel
 from tissuebert import atomic
 from tissuebert.config import load_config
 from tissuebert.constants import CKPT, METH_NONE, N_TOKENS
@@ -25,17 +25,6 @@ PANEL_OVERRIDES = [*PLAIN, "model.cpg_logits=true", "model.cpg_embedding_dim=16"
 PANEL_TABLES = ("cpg_emb.weight", "cpg_logit.weight", "states.emission.weight", "counts.tally")
 
 
-class _Panel:
-    """Three windows with 2, 0 and 3 CpGs: 5 panel CpGs, so each panel table has 2 * 5 + 1 = 11 rows."""
-
-    cpg_ptr = np.array([0, 2, 2, 5])
-    cpg_offset = np.array([3, 100, 0, 7, 147], dtype=np.uint8)
-
-    def padded_offsets(self) -> np.ndarray:
-        out = np.full((3, 3), N_TOKENS, dtype=np.int64)
-        out[0, :2] = [3, 100]
-        out[2, :3] = [0, 7, 147]
-        return out
 
 
 def _state(overrides: list[str], tissues: list[str] = TISSUES, panel=None, seed: int = 0) -> tuple[dict, torch.nn.Module]:
@@ -56,8 +45,8 @@ def _inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return dna, meth, torch.tensor([0, 1, 2])
 
 
-@pytest.mark.parametrize("overrides, panel", [(PLAIN, None), (PANEL_OVERRIDES, panel_buffers(_Panel())),
-                                              ([], panel_buffers(_Panel()))],
+@pytest.mark.parametrize("overrides, panel", [(PLAIN, None), (PANEL_OVERRIDES, panel_buffers(HandPanel())),
+                                              ([], panel_buffers(HandPanel()))],
                          ids=["plain", "panel_bound", "count_route"])
 def test_a_saved_model_is_rebuilt_with_the_same_weights_and_outputs(tmp_path, overrides, panel):
     state, model = _state(overrides, panel=panel)
@@ -79,7 +68,7 @@ def test_a_saved_model_is_rebuilt_with_the_same_weights_and_outputs(tmp_path, ov
 
 
 def test_a_panel_layout_without_any_panel_table_is_refused():
-    state, _ = _state(PANEL_OVERRIDES, panel=panel_buffers(_Panel()))
+    state, _ = _state(PANEL_OVERRIDES, panel=panel_buffers(HandPanel()))
     weights = dict(state[CKPT.MODEL])
     for key in PANEL_TABLES:
         weights.pop(key, None)
