@@ -11,6 +11,7 @@ the ranks of a DDP run draw independent streams.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -167,20 +168,28 @@ class TrainSampler:
         n_features, n_tissues = 2 * int(panel.cpg_ptr[-1]) + 1, len(self.store.tissues)
         tally = np.zeros(n_features * n_tissues, dtype=np.int64)
         with counter("counting training reads", self.n_reads, "reads") as advance:
-            for f, rec in enumerate(self.samples):
-                rows = self._row_maps[f]
-                reads = self.store.reads(rec, mmap=True)
-                n = reads.n_reads if rows is None else rows.size
-                for begin in range(0, n, chunk):
-                    pick = np.arange(begin, min(n, begin + chunk)) if rows is None else rows[begin:begin + chunk]
-                    feature, valid = cpg_call_features(panel, np.asarray(reads.window_idx[pick]),
-                                                       np.asarray(reads.calls[pick]))
-                    tally += np.bincount(feature[valid] * n_tissues + self.file_tissue[f], minlength=tally.size)
-                    advance(len(pick))
+            for tissue, _, feature, valid in self.split_features(chunk):
+                tally += np.bincount(feature[valid] * n_tissues + tissue, minlength=tally.size)
+                advance(feature.shape[0])
         if tally.max(initial=0) >= 2**24:
             raise StoreError("a (CpG, call, tissue) count passes 2^24, beyond float32's exact integers",
                              path=self.store.root, hint="set train.count_source=stream")
         return tally.reshape(n_features, n_tissues).astype(np.float32)
+
+    def split_features(self, chunk: int = 1 << 16) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+        """Every eligible read of the split once, in chunks of at most ``chunk`` reads of one file:
+        (tissue id, (n,) windows, (n, K) (panel CpG, call) feature ids, (n, K) valid), the
+        features of :func:`cpg_call_features` (what the whole-split count and state atlas use)."""
+        panel = self.store.panel
+        for f, rec in enumerate(self.samples):
+            rows = self._row_maps[f]
+            reads = self.store.reads(rec, mmap=True)
+            n = reads.n_reads if rows is None else rows.size
+            for begin in range(0, n, chunk):
+                pick = np.arange(begin, min(n, begin + chunk)) if rows is None else rows[begin:begin + chunk]
+                window = np.asarray(reads.window_idx[pick]).astype(np.int64)
+                feature, valid = cpg_call_features(panel, window, np.asarray(reads.calls[pick]))
+                yield int(self.file_tissue[f]), window, feature, valid
 
     def steps_per_epoch(self, batch_size: int, accum_steps: int, world_size: int) -> int:
         """One pass over the eligible training reads, capped at MAX_AUTO_STEPS optimiser steps."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from tissuebert.data.features import cpg_call_features
 from tissuebert.progress import get_logger, track
 
 log = get_logger("data")
@@ -24,17 +23,11 @@ THETA_RANGE = (1e-4, 1 - 1e-4)
 def split_reads(sampler) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The sampler's eligible reads with at least one call: (cell = window x T + tissue (N,),
     CpG of each slot (N, K) int32, methylated (N, K) bool, called (N, K) bool)."""
-    store, panel = sampler.store, sampler.store.panel
-    n_tissues = len(store.tissues)
+    n_tissues = len(sampler.store.tissues)
     cells, cpgs, meths, valids = [], [], [], []
-    for f, rec in enumerate(sampler.samples):
-        reads = store.reads(rec, mmap=True)
-        rows = sampler._row_maps[f]
-        pick = np.arange(reads.n_reads) if rows is None else rows
-        window = np.asarray(reads.window_idx[pick]).astype(np.int64)
-        feature, valid = cpg_call_features(panel, window, np.asarray(reads.calls[pick]))
+    for tissue, window, feature, valid in sampler.split_features():
         keep = valid.any(axis=1)
-        cells.append(window[keep] * n_tissues + sampler.file_tissue[f])
+        cells.append(window[keep] * n_tissues + tissue)
         cpgs.append((feature[keep] // 2).astype(np.int32))
         meths.append((feature[keep] % 2).astype(bool))
         valids.append(valid[keep])
