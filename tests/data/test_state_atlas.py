@@ -129,3 +129,28 @@ def test_the_model_starts_from_the_fit(mixed_store):
 def test_state_source_split_needs_the_head():
     with pytest.raises(Exception, match="model.fragment_states"):
         load_config("tiny", overrides=["train.state_source=split"])
+
+
+@pytest.mark.slow  # end to end: a short training run
+def test_training_keeps_the_fitted_tables_and_trains_the_correction(mixed_store, tmp_path):
+    """train.state_source = split: after training, the checkpoint's emission and prior tables are
+    the EM fit itself (log theta, log(1 - theta), log pi, recomputed here from a fresh fit), while
+    the encoder's per-token correction, zero at the start, has moved."""
+    from tests.support.trainhelpers import FAST, sets
+    from tissuebert.cli.app import main
+    from tissuebert.constants import CKPT, RUN
+    from tissuebert.inference.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    args = sets(*FAST, "model.fragment_states=3", "train.state_source=split", "train.epochs=2",
+                "train.steps_per_epoch=5")
+    assert main(["train", "--store", str(mixed_store.root), "--out", str(run), "--preset", "tiny", *args]) == 0
+    weights = load_checkpoint(run / RUN.CHECKPOINTS / "last.pt")[CKPT.MODEL]
+    theta, pi = fit_state_atlas(TrainSampler(mixed_store), 3)
+    emission = weights["states.emission.weight"].double().numpy()
+    np.testing.assert_allclose(emission[0:-1:2], np.log1p(-theta), rtol=1e-6, atol=1e-6)  # U calls
+    np.testing.assert_allclose(emission[1:-1:2], np.log(theta), rtol=1e-6, atol=1e-6)  # M calls
+    assert np.all(emission[-1] == 0)  # the padding row
+    prior = weights["states.prior.weight"].double().numpy().reshape(pi.shape)
+    np.testing.assert_allclose(prior, np.log(pi), rtol=1e-6, atol=1e-6)
+    assert float(weights["states.token.weight"].abs().max()) > 1e-4  # trained away from its zero start

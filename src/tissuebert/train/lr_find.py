@@ -24,7 +24,7 @@ from tissuebert.model.tissuebert import build_model
 from tissuebert.progress import get_logger, track
 from tissuebert.store.store import Store
 from tissuebert.train.optim import build_loss, build_optimizer
-from tissuebert.train.setup import prime_counts, prime_states
+from tissuebert.train.setup import freeze_states, prime_counts, prime_states
 from tissuebert.train.state import step_seed
 
 log = get_logger("train.lr_find")
@@ -75,6 +75,7 @@ def lr_range_test(config: Config, store: str | Path, out: str | Path, *, steps: 
     model = build_model(config.model, len(store_.tissues), store_.panel).to(device)
     prime_counts(model, sampler, cfg.count_source)
     prime_states(model, sampler, cfg.state_source)
+    freeze_states(model, cfg.state_source)
     model.train()
     optimizer = build_optimizer(model, cfg)
     loss_fn = build_loss(cfg)

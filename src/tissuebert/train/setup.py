@@ -213,6 +213,7 @@ def setup_run(config: Config, store_root: str | Path, run_dir: str | Path, *, re
     torch.manual_seed(config.train.seed)  # identical initial weights on every rank and every rerun
     model = build_model(config.model, len(store.tissues), store.panel).to(info.device)
     cfg = config.train
+    freeze_states(model, cfg.state_source)  # before the optimiser: fixed tables are in no parameter group
     steps_per_epoch = cfg.steps_per_epoch or sampler.steps_per_epoch(cfg.batch_size, cfg.accum_steps, info.world_size)
     total_steps = cfg.epochs * steps_per_epoch
     panel_lr = panel_max_lr(cfg, store.panel.n_windows, total_steps * cfg.batch_size * cfg.accum_steps * info.world_size)
@@ -260,9 +261,21 @@ def prime_counts(model: TissueBERT, sampler: TrainSampler, source: str) -> None:
     log.info("count route: %d training reads counted (%.1f s)", sampler.n_reads, time.perf_counter() - started)
 
 
+def freeze_states(model: TissueBERT, source: str) -> None:
+    """train.state_source = split: the fragment-state head's two tables (per-CpG emissions and
+    per-(window, tissue) state shares) hold the EM fit of the whole training split and are not
+    trained; the encoder's per-token correction to them is. Trained, the tables drift from the fit
+    to what the few reads the loop draws say (val loss above chance by epoch 3 on ``small``:
+    docs/training.md), as a gradient-trained count table would."""
+    if source != "split" or model.states is None:
+        return
+    model.states.emission.weight.requires_grad_(False)
+    model.states.prior.weight.requires_grad_(False)
+
+
 def prime_states(model: TissueBERT, sampler: TrainSampler, source: str) -> None:
     """train.state_source = split: the fragment-state head starts from an EM fit of the training
-    split (a new run only; every rank fits the same deterministic EM)."""
+    split (a new run only; every rank fits the same deterministic EM; :func:`freeze_states` keeps it)."""
     if source != "split" or model.states is None:
         return
     from tissuebert.data.state_atlas import fit_state_atlas
