@@ -12,7 +12,7 @@ import torch
 from tissuebert.config import load_config
 from tissuebert.data.features import cpg_call_features
 from tissuebert.data.sampler import TrainSampler
-from tissuebert.data.state_atlas import fit_state_atlas
+from tissuebert.data.state_atlas import fit_state_atlas, split_reads
 from tissuebert.model.tissuebert import build_model
 from tissuebert.store.sample import unpack_calls
 from tissuebert.testing.synthetic import build_marker_store
@@ -68,6 +68,8 @@ def test_em_equals_a_plain_per_read_em(mixed_store, iterations):
     theta, pi = fit_state_atlas(TrainSampler(mixed_store), 3, iterations=iterations)
     ref_theta, ref_pi = _python_em(mixed_store, 3, iterations)
     assert theta.shape == (int(mixed_store.panel.cpg_ptr[-1]), 3) and pi.shape == (4, 3, 3)
+    weight = split_reads(TrainSampler(mixed_store))[-1]  # identical reads are fitted as one weighted row
+    assert weight.max() > 1 and weight.size < weight.sum()
     for (g, k), value in ref_theta.items():
         assert theta[g, k] == pytest.approx(value, abs=1e-9)
     for (w, t, k), value in ref_pi.items():

@@ -20,18 +20,28 @@ log = get_logger("data")
 THETA_RANGE = (1e-4, 1 - 1e-4)
 
 
-def split_reads(sampler) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The sampler's eligible reads with at least one call: (cell = window x T + tissue (N,),
-    CpG of each slot (N, K) int32, methylated (N, K) bool, called (N, K) bool)."""
+def split_reads(sampler) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The sampler's eligible reads with at least one call, identical reads of one (window, tissue)
+    collapsed into one row: (cell = window x T + tissue (U,), CpG of each slot (U, K) int32,
+    methylated (U, K) bool, called (U, K) bool, reads per row (U,) float64)."""
     n_tissues = len(sampler.store.tissues)
-    cells, cpgs, meths, valids = [], [], [], []
+    rows = []
     for tissue, window, feature, valid in sampler.split_features():
         keep = valid.any(axis=1)
-        cells.append(window[keep] * n_tissues + tissue)
-        cpgs.append((feature[keep] // 2).astype(np.int32))
-        meths.append((feature[keep] % 2).astype(bool))
-        valids.append(valid[keep])
-    return np.concatenate(cells), np.concatenate(cpgs), np.concatenate(meths), np.concatenate(valids)
+        key = np.where(valid[keep], feature[keep], -1).astype(np.int32)  # -1: no call in the slot
+        rows.append(np.concatenate([(window[keep] * n_tissues + tissue).astype(np.int32)[:, None], key], axis=1))
+    if not rows:
+        raise ValueError("the training split has no read with a call in a panel window")
+    rows = np.ascontiguousarray(np.concatenate(rows))
+    # one sort over whole rows (each viewed as one opaque value) finds the identical reads
+    whole = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    _, first, counts = np.unique(whole, return_index=True, return_counts=True)
+    unique = rows[first]
+    key = unique[:, 1:]
+    valid = key >= 0
+    feature = np.where(valid, key, 0)
+    return (unique[:, 0].astype(np.int64), (feature // 2).astype(np.int32), (feature % 2).astype(bool), valid,
+            counts.astype(np.float64))
 
 
 def read_state_loglik(theta: np.ndarray, cpg: np.ndarray, meth: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -53,7 +63,7 @@ def fit_state_atlas(sampler, n_states: int, *, iterations: int = 40, prior: floa
         raise ValueError(f"a state atlas needs >= 2 states, got {n_states}")
     store = sampler.store
     n_cpgs, n_tissues, n_windows = int(store.panel.cpg_ptr[-1]), len(store.tissues), store.panel.n_windows
-    cell, cpg, meth, valid = split_reads(sampler)
+    cell, cpg, meth, valid, weight = split_reads(sampler)
     n_cells = n_windows * n_tissues
     theta = np.tile(np.linspace(0.05, 0.95, n_states), (n_cpgs, 1))
     pi = np.full((n_cells, n_states), 1.0 / n_states)
@@ -64,8 +74,8 @@ def fit_state_atlas(sampler, n_states: int, *, iterations: int = 40, prior: floa
         joint = np.log(pi[cell]) + read_state_loglik(theta, cpg, meth, valid)  # (N, K)
         top = joint.max(axis=1, keepdims=True)
         total = top[:, 0] + np.log(np.exp(joint - top).sum(axis=1))
-        resp = np.exp(joint - total[:, None])
-        mean_ll = float(total.mean())
+        resp = np.exp(joint - total[:, None]) * weight[:, None]  # the row's reads' share of each state
+        mean_ll = float(total @ weight / weight.sum())
         shares = np.stack([np.bincount(cell, weights=resp[:, k], minlength=n_cells) for k in range(n_states)], axis=1)
         pi = (shares + prior) / (shares + prior).sum(axis=1, keepdims=True)
         per_call = resp[read_of]  # (calls, K)
@@ -73,6 +83,6 @@ def fit_state_atlas(sampler, n_states: int, *, iterations: int = 40, prior: floa
         methylated = np.stack([np.bincount(g, weights=per_call[:, k] * m, minlength=n_cpgs)
                                for k in range(n_states)], axis=1)
         theta = np.clip((methylated + 0.5) / (called + 1.0), *THETA_RANGE)
-    log.info("fragment-state atlas: %d states, %d reads, %d EM iterations, mean log-likelihood per read %.4f",
-             n_states, cell.shape[0], iterations, mean_ll)
+    log.info("fragment-state atlas: %d states, %d reads (%d distinct), %d EM iterations, mean log-likelihood "
+             "per read %.4f", n_states, int(weight.sum()), cell.shape[0], iterations, mean_ll)
     return theta, pi.reshape(n_windows, n_tissues, n_states)
