@@ -130,7 +130,7 @@ def test_the_model_starts_from_the_fit(mixed_store):
 
 def test_state_source_split_needs_the_head():
     with pytest.raises(Exception, match="model.fragment_states"):
-        load_config("tiny", overrides=["train.state_source=split"])
+        load_config("tiny", overrides=["model.fragment_states=0"])
 
 
 @pytest.mark.slow  # end to end: a short training run

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tests.support.handpanel import HandPanel
+from tests.support.trainhelpers import NO_STATES
 from tissuebert.config import load_config
 from tissuebert.constants import CKPT, METH_NONE, N_TOKENS
 from tissuebert.model.tissuebert import build_model, panel_buffers
@@ -54,7 +55,7 @@ def _model(*overrides: str, prior: float = 8.0, observed: bool = False):
     """The tiny preset's model on the three-window panel, count route on (per-CpG tables off), and
     with ``observed`` the TRAINING reads counted into its tally one by one."""
     cfg = load_config("tiny", overrides=["model.cpg_counts=true", f"model.count_prior={prior}",
-                                         "model.cpg_logits=false", "model.cpg_embedding_dim=0", *overrides]).model
+                                         "model.cpg_logits=false", "model.cpg_embedding_dim=0", *NO_STATES, *overrides]).model
     torch.manual_seed(0)
     model = build_model(cfg, 3, panel_buffers(HandPanel()))
     if observed:
@@ -100,7 +101,8 @@ def test_observe_counts_each_call_once_under_its_label_and_the_tally_rides_in_th
     np.testing.assert_array_equal(tally, expected)
     assert tally[-1].sum() == 0  # tokens without a call are never counted
 
-    config = load_config("tiny", overrides=["model.cpg_counts=true", "model.cpg_logits=false", "model.cpg_embedding_dim=0"])
+    config = load_config("tiny", overrides=["model.cpg_counts=true", "model.cpg_logits=false", "model.cpg_embedding_dim=0",
+                                            *NO_STATES])
     state = {CKPT.MODEL: model.state_dict(), CKPT.TISSUES: ["a", "b", "c"], CKPT.CONFIG: config.model_dump(mode="json")}
     again = model_from_checkpoint(state).eval()
     np.testing.assert_array_equal(again.counts.tally.numpy(), expected)
@@ -164,7 +166,7 @@ def test_without_head_logits_the_logits_are_the_weighted_count_route_alone():
     for i, read in enumerate([{0: 1, 1: 0}, {2: 1, 3: 1, 4: 1}, {}]):
         np.testing.assert_allclose(logits[i].numpy(), _naive_bayes(TRAINING, read, 3, 8.0), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="count_weights"):
-        build_model(load_config("tiny", overrides=["model.head_logits=false", "model.count_weights=false"]).model, 3,
+        build_model(load_config("tiny", overrides=["model.head_logits=false", "model.count_weights=false", *NO_STATES]).model, 3,
                     panel_buffers(HandPanel()))
 
 

@@ -9,6 +9,10 @@ FAST = ["model.n_layers=1", "model.hidden=32", "model.n_heads=2", "model.ffn=64"
         "train.batch_size=32", "train.threads=1", "data.val_reads_per_sample=200", "eval.batch_size=256"]
 
 
+# the tiny preset's fragment-state head off: for tests of the other routes
+NO_STATES = ["model.fragment_states=0", "train.state_source=learned"]
+
+
 def sets(*items: str) -> list[str]:
     """['--set', a, '--set', b, ...] for the CLI."""
     out: list[str] = []

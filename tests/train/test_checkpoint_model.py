@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tests.support.handpanel import HandPanel
+from tests.support.trainhelpers import NO_STATES
 from tissuebert import atomic
 from tissuebert.config import load_config
 from tissuebert.constants import CKPT, METH_NONE, N_TOKENS
@@ -20,7 +21,8 @@ from tissuebert.inference.checkpoint import Checkpoint, check_compatible, load_c
 from tissuebert.model.tissuebert import build_model, panel_buffers
 
 TISSUES = ["Blood", "Liver", "Lung", "Colon"]
-PLAIN = ["model.cpg_counts=false", "model.count_weights=false"]  # the tiny preset has the count route on
+# the tiny preset has the count route and the fragment-state head on
+PLAIN = ["model.cpg_counts=false", "model.count_weights=false", *NO_STATES]
 PANEL_OVERRIDES = [*PLAIN, "model.cpg_logits=true", "model.cpg_embedding_dim=16"]
 PANEL_TABLES = ("cpg_emb.weight", "cpg_logit.weight", "states.emission.weight", "counts.tally")
 

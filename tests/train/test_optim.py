@@ -10,6 +10,7 @@ import torch
 from tissuebert.config import load_config
 from tissuebert.model.tissuebert import build_model
 from tissuebert.train.optim import build_loss, build_optimizer, build_scheduler, decay_groups
+from tissuebert.train.setup import freeze_states
 
 
 def lr_trace(cfg, total_steps):
@@ -70,7 +71,12 @@ def test_no_decay_on_biases_norms_embeddings():
     assert decayed | undecayed | panel == set(names.values()) and not decayed & undecayed
     assert all(n.endswith(".weight") and "norm" not in n and "emb" not in n for n in decayed)
     assert {"dna_emb.weight", "meth_emb.weight", "pos_emb.weight", "norm.weight", "layers.0.qkv.bias"} <= undecayed
-    assert panel == {"cpg_emb.weight", "cpg_logit.weight"}
+    assert panel == {"cpg_emb.weight", "cpg_logit.weight", "states.emission.weight", "states.prior.weight"}
+    # train.state_source = split (the tiny preset's): the fitted state tables are in no group at all
+    freeze_states(model, "split")
+    kept = {names[id(p)] for group in decay_groups(model, 0.01) for p in group["params"]}
+    assert kept == set(names.values()) - {"states.emission.weight", "states.prior.weight"}
+    assert "states.token.weight" in kept  # the encoder's correction to them still trains
     assert "layers.0.fc1.weight" in decayed and "head.0.weight" in decayed
     assert "counts.log_scale" in undecayed  # the count route's scale: a plain parameter, no decay
 

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from tests.support.trainhelpers import FAST, sets
+from tests.support.trainhelpers import FAST, NO_STATES, sets
 from tissuebert.cli.app import main
 from tissuebert.constants import CKPT, RUN
 from tissuebert.inference.checkpoint import load_checkpoint
@@ -85,9 +85,10 @@ def test_nan_validation_never_makes_a_best_checkpoint(marker_store, tmp_path, mo
 
     monkeypatch.setattr(loop, "validate", broken_second_epoch)
     run = tmp_path / "nan_val"
-    # count_source=stream: counted from the whole split, the marker store's two tissues are told
+    # count_source=stream and no state atlas: counted or fitted from the whole split, the marker store's two tissues are told
     # apart perfectly from the first epoch, and the fake accuracy of 1.0 would look no better
-    assert train(marker_store, run, "train.epochs=3", "train.steps_per_epoch=5", "train.count_source=stream") == 2
+    assert train(marker_store, run, "train.epochs=3", "train.steps_per_epoch=5", "train.count_source=stream",
+                 *NO_STATES) == 2
     assert "validation loss is nan after epoch 2" in capsys.readouterr().err
     for name in ("last.pt", "best_acc.pt", "best_loss.pt"):
         state = load_checkpoint(run / RUN.CHECKPOINTS / name)
