@@ -145,8 +145,8 @@ def _mismatch(path: Path, theirs: dict[str, Any], ours: dict[str, Any]) -> Tissu
         if key == "checkpoint_sha256":
             detail = f"sha256 {str(theirs.get(key))[:12]}..., this run's --checkpoint {ours[key][:12]}..."
         elif key == "temperature":
-            detail = " vs ".join("the checkpoint's" if t is None else str(t) for t in (theirs.get(key), ours[key]))
-            detail = detail.replace(" vs ", ", this run ", 1)
+            their_t, our_t = ("the checkpoint's" if t is None else t for t in (theirs.get(key), ours[key]))
+            detail = f"{their_t}, this run {our_t}"
         elif key == "samples":
             detail = _samples_detail(theirs.get(key) or [], ours[key])
         return TissueBertError(f"this shard {what} ({detail}): it belongs to another run", path=path,
