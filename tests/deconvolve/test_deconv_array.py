@@ -140,9 +140,10 @@ def test_shards_of_two_splits_and_a_stray_file_are_refused(tiny, runs, tmp_path,
     err = _refused(tiny, shards, tmp_path, capsys)
     assert "shard-0000-of-0002.npz" in err and "two splits" in err
     (shards / "shard-0000-of-0002.npz").unlink()
-    (shards / "shard-0009-of-0003.npz").write_bytes(b"not a shard")
-    err = _refused(tiny, shards, tmp_path, capsys)
-    assert str(shards / "shard-0009-of-0003.npz") in err and "not a readable deconvolve shard" in err
+    for junk in (b"not a shard", (shards / "shard-0001-of-0003.npz").read_bytes()[:-200]):  # a truncated copy
+        (shards / "shard-0009-of-0003.npz").write_bytes(junk)
+        err = _refused(tiny, shards, tmp_path, capsys)
+        assert str(shards / "shard-0009-of-0003.npz") in err and "not a readable deconvolve shard" in err
 
 
 def test_the_shard_step_refuses_to_overwrite_and_bad_shard_specs(tiny, runs, tmp_path, capsys):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,7 @@ def _read_shard(path: Path) -> _Shard:
         if identity.get("kind") != SHARD.KIND:
             raise ValueError("not a shard")
         _ = identity["shard"]["index"], identity["shard"]["count"], identity["run"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:  # damaged or foreign
         raise TissueBertError(f"not a readable deconvolve shard ({type(exc).__name__}: {exc})", path=path,
                               hint="remove it, or " + RERUN_HINT) from None
     if identity.get("version") != SHARD.VERSION:
