@@ -192,5 +192,15 @@ OUT = SimpleNamespace(
     MULTIQC="tissuebert_mqc.tsv",  # deconvolve: MultiQC custom-content bar graph of the first method
 )
 
+# deconvolve --shard I/N: one file per shard of the cohort's unique rows (docs/deconvolution.md)
+SHARD = SimpleNamespace(
+    FILE="shard-{index:04d}-of-{count:04d}.npz",
+    GLOB="shard-*.npz",
+    KIND="tissuebert deconvolve shard",  # the identity's "kind": refuses any other .npz
+    VERSION=1,
+    LOGLIK="loglik",  # (stop - start, T) float32 log-likelihoods of the shard's rows
+    IDENTITY="identity",  # JSON: the run (checkpoint, panel, inputs, rows) and the shard
+)
+
 # Environment variable naming the shared real-data folder for tests
 ENV_SHARED_DATA = "TISSUEBERT_SHARED_DATA"

@@ -16,6 +16,7 @@ from tissuebert.cli.common import (
     PrecisionOpt,
     ReferenceOpt,
     ThreadsOpt,
+    parse_shard,
     require_at_least,
     set_threads,
     split_methods,
@@ -43,6 +44,8 @@ def deconvolve(
     truth: Annotated[Optional[Path], typer.Option("--truth", help="Known composition (TSV: [mixture|sample] tissue proportion, e.g. simulate-mixture's truth.tsv): writes vs_truth.tsv (estimate beside truth, per method and a uniform guess) and prints each method's MAE.")] = None,
     no_posteriors: Annotated[bool, typer.Option("--no-posteriors", help="Skip the per-read posteriors (posteriors.tsv.gz, written by default).")] = False,
     _posteriors: Annotated[bool, typer.Option("--posteriors", hidden=True, help="The default (kept for old scripts).")] = False,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="Only score shard i/N (0-based) of the cohort's unique rows and write it into --out, a folder the tasks share (one task of a SLURM array: slurm/deconvolve_array.sbatch); then fit with --from-shards.")] = None,
+    from_shards: Annotated[Optional[Path], typer.Option("--from-shards", help="Take the model's scores from the folder the --shard i/N tasks wrote (every shard, of the same checkpoint and inputs) instead of scoring; writes what one process writes.")] = None,
     threads: ThreadsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
@@ -55,6 +58,8 @@ def deconvolve(
     tissuebert_mqc.tsv (MultiQC).
 
     Example: tissuebert deconvolve --checkpoint run/checkpoints/calibrated.pt --cpg-index CpG.bed.gz --reference genome.fa --out deconv 'mixtures/*.pat.gz'
+
+    As a SLURM array (slurm/deconvolve_array.sbatch): each task runs the same command with --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT --out deconv.shards, then one dependent job runs it with --from-shards deconv.shards --out deconv.
     """
     from tissuebert.deconvolve.cohort import deconvolve_cohort
     from tissuebert.deconvolve.inputs import resolve_inputs
@@ -65,7 +70,8 @@ def deconvolve(
     require_at_least(bootstrap, 0, "--bootstrap")
     if fmt == REGION_COUNTS:
         given = {"--checkpoint": checkpoint, "--samples": samples, "--cpg-index": cpg_index, "--reference": reference,
-                 "--store": store, "--sample": sample, "--temperature": temperature}
+                 "--store": store, "--sample": sample, "--temperature": temperature, "--shard": shard,
+                 "--from-shards": from_shards}
         _region_tables(out, [*(inputs or []), *(str(p) for p in input or [])], atlas, methods,
                        [flag for flag, value in given.items() if value], bootstrap, seed, force)
         return
@@ -78,7 +84,13 @@ def deconvolve(
     results = deconvolve_cohort(out, specs, checkpoint=checkpoint, methods=methods, cpg_index=cpg_index,
                                 reference=reference, store_root=store, atlas=atlas, n_boot=bootstrap, seed=seed,
                                 temperature=temperature, posteriors=not no_posteriors, device=device,
-                                precision=precision, force=force, truth=truth)
+                                precision=precision, force=force, truth=truth, shard=parse_shard(shard),
+                                from_shards=from_shards)
+    if shard is not None:
+        from tissuebert.deconvolve.shards import shard_path
+
+        typer.echo(f"wrote {shard_path(out, *parse_shard(shard))} (gather every shard with --from-shards {out})")
+        return
     if results is None:  # a torchrun rank other than 0: it scored its share, rank 0 writes
         return
     _echo_top(results, "reads", named=len(results) > 1)

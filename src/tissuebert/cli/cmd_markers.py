@@ -7,8 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tissuebert.cli.cmd_prepare import _parse_shard
-from tissuebert.cli.common import ForceOpt, require_at_least
+from tissuebert.cli.common import ForceOpt, parse_shard, require_at_least
 from tissuebert.errors import TissueBertError
 
 
@@ -74,7 +73,7 @@ def markers(
     else:
         written = _run(out, samples, store, blocks, one_based, tile_bp, min_block_cpgs, cpg_index, tissue_map, groups,
                        FragmentRule(min_cpgs, u_max, m_min), select_rule, min_class_samples, allow_empty, threads,
-                       chunk_blocks, _parse_shard(shard), force)
+                       chunk_blocks, parse_shard(shard), force)
     typer.echo(f"markers written: {', '.join(str(p) for p in written)}")
     if truth is not None and not (shard and not assemble):
         typer.echo(_truth_line(out, truth, groups, min_cpgs))

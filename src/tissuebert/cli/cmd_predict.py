@@ -33,6 +33,7 @@ def predict(
     store: Annotated[Optional[Path], typer.Option("--store", help="Store whose panel replaces --reference; with --sample, the reads.")] = None,
     sample: SampleOpt = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", help="Override the checkpoint's calibrated temperature.")] = None,
+    read_names: Annotated[bool, typer.Option("--read-names", help="BAM input: add a last column read_names, the names of the reads collapsed into each row (comma-joined, file order; a pair's template name once). A .pat or count file has no read names: refused.")] = False,
     threads: ThreadsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
@@ -40,7 +41,7 @@ def predict(
 ) -> None:
     """Per-read tissue posteriors of one sample (identical reads collapsed, with their count) to a
     gzipped TSV: window, chrom, start, end, cpg_start, pattern, count, one column per tissue, call
-    (docs/deconvolution.md).
+    (and read_names with --read-names; docs/deconvolution.md).
 
     Example: tissuebert predict --checkpoint run/checkpoints/best_acc.pt --input sample.pat.gz --cpg-index CpG.bed.gz --reference genome.fa --out sample.posteriors.tsv.gz
     """
@@ -55,7 +56,7 @@ def predict(
     n_rows, n_reads = predict_sample(out, checkpoint=checkpoint, input_path=input, fmt=fmt, cpg_index=cpg_index,
                                      reference=reference, store_root=store, sample_id=sample,
                                      temperature=temperature, device=device, precision=precision,
-                                     force=force)
+                                     force=force, read_names=read_names)
     typer.echo(f"{n_reads} reads ({n_rows} unique) -> {out}")
 
 

@@ -8,21 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from tissuebert.cli.common import ForceOpt, require_at_least
+from tissuebert.cli.common import ForceOpt, parse_shard, require_at_least
 from tissuebert.constants import WINDOW_BP
 from tissuebert.errors import TissueBertError
 
 SamplesOpt = Annotated[Path, typer.Option("--samples", help="Sample sheet TSV: sample_id, tissue, split, path, format [, donor].")]
-
-
-def _parse_shard(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise TissueBertError(f"--shard must look like i/N (e.g. 0/8), got {text!r}") from None
-    return i, n
 
 
 def prepare(
@@ -67,7 +57,7 @@ def prepare(
             raise TissueBertError(f"--mod-threshold must be in [0.5, 1], got {mod_threshold}")
         filters = ReadFilters(min_mapq=min_mapq, drop_duplicates=not keep_duplicates, mod_threshold=mod_threshold)
         root = prepare_store(samples, reference, regions, out, cpg_index=cpg_index, tissue_map=tissue_map,
-                             min_cpgs=min_cpgs, max_reads_per_window=max_reads_per_window, shard=_parse_shard(shard),
+                             min_cpgs=min_cpgs, max_reads_per_window=max_reads_per_window, shard=parse_shard(shard),
                              threads=threads, force=force, skip_bad_samples=skip_bad_samples, filters=filters)
     skipped = skipped_samples(root)
     for sample_id, error in skipped.items():

@@ -38,6 +38,17 @@ def require_at_least(value: int | float | None, minimum: int | float, flag: str)
         raise TissueBertError(f"{flag} must be >= {minimum}, got {value}")
 
 
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``--shard i/N`` -> (i, N); None when not given."""
+    if text is None:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise TissueBertError(f"--shard must look like i/N (e.g. 0/8), got {text!r}") from None
+    return i, n
+
+
 def split_methods(methods: list[str] | None, default: list[str]) -> list[str]:
     """``--method a,b --method c`` -> [a, b, c]; ``default`` when none is given."""
     out: list[str] = []

@@ -10,6 +10,7 @@ run, the cohort tables ``cohort_proportions.tsv`` (long), ``cohort_matrix.tsv`` 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tissuebert.atomic import atomic_dir
+from tissuebert.atomic import atomic_dir, check_output
 from tissuebert.config import Config, dump_config
 from tissuebert.constants import CKPT, OUT
 from tissuebert.deconvolve.baselines import build_references
@@ -27,6 +28,14 @@ from tissuebert.deconvolve.output import result_warning_lines, write_posteriors,
 from tissuebert.deconvolve.result import DeconvResult
 from tissuebert.deconvolve.run import logreg_loglik, score_reads
 from tissuebert.deconvolve.sample import SampleInput, _no_cpg_index, infer_format, load_sample
+from tissuebert.deconvolve.shards import (
+    check_shard_spec,
+    gather_shards,
+    run_identity,
+    score_shard,
+    shard_bounds,
+    shard_path,
+)
 from tissuebert.deconvolve.truth import compare, match_truth, read_truth, write_truth_table
 from tissuebert.deconvolve.warnings import result_warnings
 from tissuebert.dist import DistInfo, all_gather_cat, barrier, setup_distributed, teardown_distributed
@@ -102,18 +111,22 @@ def deconvolve_cohort(out: Path, specs: list[InputSpec], *, checkpoint: Path | N
                       cpg_index: Path | None = None, reference: Path | None = None, store_root: Path | None = None,
                       atlas: Path | None = None, n_boot: int | None = None, seed: int = 0,
                       temperature: float | None = None, posteriors: bool = True, device: str | None = None,
-                      precision: str = "auto", force: bool = False, truth: Path | None = None
+                      precision: str = "auto", force: bool = False, truth: Path | None = None,
+                      shard: tuple[int, int] | None = None, from_shards: Path | None = None
                       ) -> dict[str, list[DeconvResult]] | None:
     """Deconvolve every sample of ``specs`` by each method and write the per-sample and cohort outputs.
 
     Under ``torchrun`` (WORLD_SIZE > 1) the model's scoring is shared by the ranks (see
     :func:`_score_shared`); rank 0 then fits, writes and returns the results, the other ranks
-    return None."""
+    return None. ``shard=(I, N)`` only scores shard I of N of the unique rows into ``out`` (a
+    folder the tasks share) and returns None; ``from_shards`` takes the scores from such a
+    folder instead of scoring (deconvolve/shards.py)."""
     chosen = check_available(methods, checkpoint=checkpoint is not None, store=store_root is not None,
                              atlas=atlas is not None)
     truth_table = read_truth(truth) if truth is not None else None  # its format checked before any work
     needs = {m.needs for m in chosen}
     need_model = NEEDS.MODEL in needs
+    _check_split(shard, from_shards, out, need_model=need_model, force=force)
     loaded = Checkpoint.load(checkpoint) if checkpoint is not None else None
     state = loaded.state if loaded is not None else None
     config = loaded.config if loaded is not None else Config()
@@ -135,7 +148,20 @@ def deconvolve_cohort(out: Path, specs: list[InputSpec], *, checkpoint: Path | N
     if need_model and temperature is None and not state.get(CKPT.CLASS_BIAS) and not state.get(CKPT.TEMPERATURE):
         run_warnings.append(UNCALIBRATED.format(checkpoint=checkpoint))
         log.warning(run_warnings[-1])
-    if need_model:
+    split_info = {}
+    if need_model and (shard is not None or from_shards is not None):  # the SLURM array's two steps
+        run = run_identity(checkpoint, state, samples[0].panel.panel_hash(), specs, samples, rows,
+                           temperature=temperature, batch_size=config.eval.batch_size)
+        if shard is not None:
+            precision = resolve_precision(precision, resolve_device(device))
+            score_shard(out, shard, state, samples[0].panel, rows, run, checkpoint=checkpoint,
+                        sources=[s.source for s in specs], temperature=temperature, device=device,
+                        precision=precision, force=force)
+            return None
+        loglik, precision, n_shards = gather_shards(from_shards, run, rows.n_unique)
+        split_info = {"scored_in_shards": {"folder": str(from_shards), "shards": n_shards}}
+        sources[NEEDS.MODEL] = (list(state[CKPT.TISSUES]), loglik)
+    elif need_model:
         info = setup_distributed()  # under torchrun: each rank scores a share of the unique rows
         if info.enabled and device in (None, "auto"):
             device = str(info.device)
@@ -184,17 +210,32 @@ def deconvolve_cohort(out: Path, specs: list[InputSpec], *, checkpoint: Path | N
            info={"checkpoint": None if checkpoint is None else str(checkpoint), "methods": methods,
                  "precision": precision if need_model else None, "n_boot": n_boot, "ci_level": ci_level,
                  "seed": seed, "unique_rows_scored": rows.n_unique if rows is not None else 0,
-                 "rows": int(sum(len(s.counts) for s in samples)), "run_warnings": run_warnings}, force=force)
+                 "rows": int(sum(len(s.counts) for s in samples)), **split_info, "run_warnings": run_warnings},
+           force=force)
     return results
 
 
-def shard_bounds(n_rows: int, batch_size: int, world_size: int) -> list[tuple[int, int]]:
-    """Each rank's [start, stop) of the unique rows: whole batches of the one-process order, as even
-    as the batches allow, so every row is scored in the very batch a single process would put it in
-    (the same logits, bit for bit, whatever the number of ranks)."""
-    n_batches = -(-n_rows // batch_size)
-    edges = [min(n_rows, (r * n_batches // world_size) * batch_size) for r in range(world_size)] + [n_rows]
-    return [(edges[r], edges[r + 1]) for r in range(world_size)]
+def _check_split(shard: tuple[int, int] | None, from_shards: Path | None, out: Path, *, need_model: bool,
+                 force: bool) -> None:
+    """Refuse a --shard / --from-shards run that cannot work, before any input is read."""
+    if shard is None and from_shards is None:
+        return
+    flag = "--shard" if shard is not None else "--from-shards"
+    if shard is not None and from_shards is not None:
+        raise TissueBertError("--shard scores, --from-shards gathers: give one of them",
+                              hint="first every --shard I/N task, then one --from-shards run")
+    if not need_model:
+        raise TissueBertError(f"{flag} splits the model's scoring, and no chosen --method uses the model",
+                              hint="add a model method (e.g. --method em), or drop the flag")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise TissueBertError(f"{flag} runs as one process per task, not under torchrun",
+                              hint="use either a SLURM array (--shard/--from-shards) or torchrun")
+    if shard is not None:
+        check_shard_spec(shard)
+        check_output(shard_path(out, *shard), force=force)  # refused before the inputs are read
+    elif Path(from_shards).resolve() == Path(out).resolve():
+        raise TissueBertError("--from-shards and --out name the same folder", path=out,
+                              hint="write the tables to another --out")
 
 
 def _score_shared(state, panel: Panel, rows: CohortRows, info: DistInfo, *, temperature, device, precision,

@@ -158,7 +158,8 @@ def plot_proportions(results: list[DeconvResult], path: str | Path, title: str =
 
 
 def write_posteriors(path: str | Path, panel: Panel, tissues: list[str], window_idx: np.ndarray,
-                     loglik: np.ndarray, counts: np.ndarray | None, calls: np.ndarray, *, chunk: int = 200_000) -> None:
+                     loglik: np.ndarray, counts: np.ndarray | None, calls: np.ndarray, *,
+                     read_names: list[str] | None = None, chunk: int = 200_000) -> None:
     """Per-read posteriors (uniform prior: the model's evidence alone) as a gzipped TSV, one row per
     unique (window, read pattern), written in chunks to bound memory:
 
@@ -167,13 +168,16 @@ def write_posteriors(path: str | Path, panel: Panel, tissues: list[str], window_
     ``start``/``end`` are the window's BED coordinates (0-based, half-open), ``cpg_start`` the
     wgbs_tools CpG index (1-based) of its first CpG, ``pattern`` the read's calls on the window's
     CpGs in .pat letters (C methylated, T unmethylated, . no call), so a row is traced back to the
-    reads of the input (``count`` of them) without the model."""
+    reads of the input (``count`` of them) without the model. ``read_names`` (one string per row)
+    adds a last column ``read_names``: the names of the row's reads, comma-joined."""
     window_idx = np.asarray(window_idx, dtype=np.int64)
     counts = np.ones(len(window_idx), np.int64) if counts is None else np.asarray(counts).astype(np.int64)
     names = np.array(tissues, dtype=object)
     letters = np.frombuffer(PATTERN_LETTERS.encode(), dtype=np.uint8)  # indexed by call code
     width = max(panel.max_cpgs, 1)
     header = ["window", "chrom", "start", "end", "cpg_start", "pattern", "count", *tissues, "call"]
+    if read_names is not None:
+        header.append("read_names")
     with atomic_path(path) as tmp, gzip.open(tmp, "wt", compresslevel=5) as fh:
         fh.write("\t".join(header) + "\n")
         for start in range(0, len(window_idx), chunk):
@@ -195,4 +199,6 @@ def write_posteriors(path: str | Path, panel: Panel, tissues: list[str], window_
                     counts[start:start + chunk].astype(str)]
             cols += [np.char.mod("%.5f", post[:, t]) for t in range(post.shape[1])]
             cols.append(names[post.argmax(axis=1)])
+            if read_names is not None:
+                cols.append(read_names[start:start + chunk])
             fh.write("\n".join("\t".join(row) for row in zip(*cols)) + "\n")

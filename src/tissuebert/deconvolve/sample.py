@@ -34,17 +34,22 @@ class SampleInput:
     calls: np.ndarray  # (R, B) packed
     counts: np.ndarray  # (R,) multiplicities
     source: str
+    read_names: list[str] | None = None  # (R,) BAM read names per row, comma-joined (predict --read-names)
 
 
 def load_sample(*, state: dict[str, Any] | None, input_path: Path | None, fmt: str | None, cpg_index: Path | None,
                 reference: Path | None, store: Store | None, sample_id: str | None, min_cpgs: int = 1,
-                panel: Panel | None = None) -> SampleInput:
+                panel: Panel | None = None, read_names: bool = False) -> SampleInput:
     """Reads of one sample projected onto the model's panel, identical reads collapsed.
 
-    ``panel`` passes the panel already rebuilt from the checkpoint (a cohort rebuilds it once)."""
+    ``panel`` passes the panel already rebuilt from the checkpoint (a cohort rebuilds it once);
+    ``read_names`` (BAM input only) keeps, per row, the names of the reads collapsed into it."""
     if store is not None and sample_id is not None:
         if input_path is not None:
             raise TissueBertError("give either --input or --sample, not both")
+        if read_names:
+            raise TissueBertError("--read-names needs a BAM --input: a store keeps reads without their names",
+                                  path=store.root, hint="predict from the sample's BAM instead of --sample")
         reads = store.reads(store.sample(sample_id))
         # collapse identical (window, calls) rows: each is then scored once and weighted by its count
         rows = np.concatenate([reads.window_idx.astype(np.uint64)[:, None].view(np.uint8).reshape(-1, 8),
@@ -55,8 +60,11 @@ def load_sample(*, state: dict[str, Any] | None, input_path: Path | None, fmt: s
     if input_path is None:
         raise TissueBertError("nothing to deconvolve: pass --input FILE, or --store STORE --sample ID")
     from tissuebert.prepare import panel_from_coordinates, read_sample_windows
+    from tissuebert.prepare.reads import require_read_names
 
     fmt = fmt or infer_format(input_path)
+    if read_names:
+        require_read_names(input_path, fmt)  # before the panel is rebuilt
     if store is not None:
         panel = store.panel
     elif panel is None:  # else the caller rebuilt the panel and checked the CpG index already
@@ -67,11 +75,13 @@ def load_sample(*, state: dict[str, Any] | None, input_path: Path | None, fmt: s
         if fmt in ORDINAL_FORMATS and cpg_index is None:
             _no_cpg_index(state, input_path)
         panel = panel_from_coordinates(reference, state[CKPT.PANEL_WINDOWS], cpg_index)
-    win = read_sample_windows(input_path, fmt, panel, reference=reference, min_cpgs=min_cpgs, collapse=True)
+    win = read_sample_windows(input_path, fmt, panel, reference=reference, min_cpgs=min_cpgs, collapse=True,
+                              read_names=read_names)
     if win.n_rows == 0:
         raise TissueBertError("no read of the input overlaps the model's panel", path=input_path,
                               hint="check the reference build and chromosome names")
-    return SampleInput(panel, win.window_idx.astype(np.int64), win.calls, win.counts.astype(np.int64), str(input_path))
+    return SampleInput(panel, win.window_idx.astype(np.int64), win.calls, win.counts.astype(np.int64), str(input_path),
+                       win.read_names)
 
 
 def _no_cpg_index(state: dict[str, Any], input_path: Path) -> None:
@@ -125,16 +135,21 @@ def _atlas_uxm(atlas_path: Path, input_path: Path | None, n_boot: int, ci_level:
 def predict_sample(out: Path, *, checkpoint: Path, input_path: Path | None = None, fmt: str | None = None,
                    cpg_index: Path | None = None, reference: Path | None = None, store_root: Path | None = None,
                    sample_id: str | None = None, temperature: float | None = None, device: str | None = None,
-                   precision: str = "auto", force: bool = False) -> tuple[int, int]:
-    """Write per-read posteriors of one sample to ``out`` (.tsv.gz); returns (rows, reads)."""
+                   precision: str = "auto", force: bool = False, read_names: bool = False) -> tuple[int, int]:
+    """Write per-read posteriors of one sample to ``out`` (.tsv.gz); returns (rows, reads).
+    ``read_names`` (BAM input): a last column with the names of each row's reads."""
     check_output(out, force=force)
+    if read_names and input_path is not None:  # refused before the checkpoint is loaded
+        from tissuebert.prepare.reads import require_read_names
+
+        require_read_names(input_path, fmt or infer_format(input_path))
     loaded = Checkpoint.load(checkpoint)
     state, config = loaded.state, loaded.config
     store = Store.open(store_root) if store_root is not None else None
     sample = load_sample(state=state, input_path=input_path, fmt=fmt, cpg_index=cpg_index, reference=reference,
-                         store=store, sample_id=sample_id, min_cpgs=config.data.min_cpgs)
+                         store=store, sample_id=sample_id, min_cpgs=config.data.min_cpgs, read_names=read_names)
     _, loglik = score_reads(state, sample.panel, sample.window_idx, sample.calls, temperature=temperature,
                             device=device, precision=precision)
     write_posteriors(out, sample.panel, list(state[CKPT.TISSUES]), sample.window_idx, loglik, sample.counts,
-                     sample.calls)
+                     sample.calls, read_names=sample.read_names)
     return len(sample.counts), int(sample.counts.sum())

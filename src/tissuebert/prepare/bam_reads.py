@@ -69,15 +69,19 @@ class _FragmentBuffer:
         self.pos: list[np.ndarray] = []
         self.code: list[np.ndarray] = []
         self.bounds: list[tuple[int, int]] = []
+        self.ids: list[int] = []  # with proj.track_reads: each fragment's read id
         self.n_fragments = 0
 
     def add_cluster(self, fragments: dict, rank_lo: int, rank_hi: int) -> None:
-        for calls in fragments.values():
+        # a dict keeps its fragments in the order their first alignment came: file order
+        for key, calls in fragments.items():
             pos, code = merge_mates(calls)
             if pos.size:
                 self.pos.append(pos)
                 self.code.append(code)
                 self.bounds.append((rank_lo, rank_hi))
+                if self.proj.track_reads:  # a pair's template name once; a single read's own name
+                    self.ids.append(self.proj.new_read(key.split("\t", 1)[0]))
         if len(self.pos) >= BATCH:
             self.flush()
 
@@ -97,9 +101,10 @@ class _FragmentBuffer:
         flat = np.full(int(ptr[-1]), METH_NONE, dtype=np.uint8)
         flat[ptr[frag] + ords - first[frag]] = code
         ranks = np.asarray(self.bounds, np.int64)
-        self.proj.add(self.chrom, first, flat, ptr, np.ones(sizes.shape[0], np.int64), ranks[:, 0], ranks[:, 1])
+        self.proj.add(self.chrom, first, flat, ptr, np.ones(sizes.shape[0], np.int64), ranks[:, 0], ranks[:, 1],
+                      read_ids=np.asarray(self.ids, np.int64) if self.proj.track_reads else None)
         self.n_fragments += sizes.shape[0]
-        self.pos, self.code, self.bounds = [], [], []
+        self.pos, self.code, self.bounds, self.ids = [], [], [], []
 
 
 # Fetching by index costs a BGZF block per cluster; below this many reads per cluster one pass

@@ -26,6 +26,7 @@ class WindowReads:
     counts: np.ndarray  # (R,) int64: 1 each, or multiplicities when collapsed
     pseudo: bool = False  # rows were sampled from per-CpG counts, not observed reads
     stats: dict = field(default_factory=dict)
+    read_names: list[str] | None = None  # per row: the names of its reads, comma-joined, in file order (BAM)
 
     @property
     def n_rows(self) -> int:
@@ -91,26 +92,40 @@ class PanelIndex:
 class Projector:
     """Accumulates ordinal reads, one batch at a time, as packed (window, calls, count) rows."""
 
-    def __init__(self, index: PanelIndex, *, min_cpgs: int = 1) -> None:
+    def __init__(self, index: PanelIndex, *, min_cpgs: int = 1, track_reads: bool = False) -> None:
         self.index = index
         self.min_cpgs = max(1, int(min_cpgs))
         self.call_bytes = index.panel.call_bytes
         self._win: list[np.ndarray] = []
         self._calls: list[np.ndarray] = []
         self._counts: list[np.ndarray] = []
+        # track_reads: every row keeps the id of its read (a reader that knows names numbers them
+        # with new_read, in file order), so collapsed rows can list the reads they merged
+        self.track_reads = track_reads
+        self.names: list[str] = []
+        self._ids: list[np.ndarray] = []
         self.reads_in = 0  # reads seen (count-weighted)
         self.reads_used = 0  # reads giving at least one row
         self.rows_dropped = 0  # (read, window) pairs under min_cpgs, count-weighted
 
+    def new_read(self, name: str) -> int:
+        """The id of a named read (ids grow in the order reads are met: file order)."""
+        self.names.append(name)
+        return len(self.names) - 1
+
     def add(self, chrom: str, start: np.ndarray, codes: np.ndarray, ptr: np.ndarray, counts: np.ndarray,
-            rank_lo: np.ndarray | None = None, rank_hi: np.ndarray | None = None) -> None:
+            rank_lo: np.ndarray | None = None, rank_hi: np.ndarray | None = None,
+            read_ids: np.ndarray | None = None) -> None:
         """Project a batch of reads on one chromosome.
 
         ``start`` (N,) first CpG ordinal; read i's codes are ``codes[ptr[i]:ptr[i+1]]``; ``counts``
         (N,) multiplicities. ``rank_lo``/``rank_hi`` (N,) restrict read i to the chromosome's
         windows of rank [rank_lo, rank_hi) -- the cluster it was fetched for, so a read fetched
-        for two clusters is counted once in each and never twice in one window.
+        for two clusters is counted once in each and never twice in one window. ``read_ids`` (N,)
+        (with ``track_reads``): each read's id from :meth:`new_read`.
         """
+        if self.track_reads and read_ids is None:
+            raise ValueError("a Projector with track_reads needs read_ids")
         n_reads = start.shape[0]
         if n_reads == 0:
             return
@@ -149,9 +164,13 @@ class Projector:
         self._win.append(pair_win[ok].astype(np.uint32))
         self._calls.append(pack_calls(calls[ok], self.call_bytes))
         self._counts.append(counts[pair_read[ok]].astype(np.int64))
+        if self.track_reads:
+            self._ids.append(np.asarray(read_ids, np.int64)[pair_read[ok]])
 
     def add_rows(self, window_idx: np.ndarray, calls: np.ndarray, counts: np.ndarray) -> None:
         """Add rows already cut to windows: (R,) window ids, (R, K) codes, (R,) counts."""
+        if self.track_reads:
+            raise ValueError("rows cut to windows carry no read names")
         n_calls = (calls != METH_NONE).sum(axis=1)
         ok = n_calls >= self.min_cpgs
         self.rows_dropped += int(counts[~ok].sum())
@@ -171,23 +190,42 @@ class Projector:
             win = np.zeros(0, np.uint32)
             calls = np.zeros((0, self.call_bytes), np.uint8)
             counts = np.zeros(0, np.int64)
-        self._win, self._calls, self._counts = [], [], []
+        ids = np.concatenate(self._ids) if self._ids else np.zeros(0, np.int64)
+        self._win, self._calls, self._counts, self._ids = [], [], [], []
+        if self.track_reads and max_reads_per_window is not None:
+            raise ValueError("read names are kept only without max_reads_per_window")
         # canonical order (window, then calls): the same reads give the same file whatever the
         # input format or read order, and the seeded cap below picks the same reads
         order = np.lexsort([calls[:, b] for b in range(calls.shape[1] - 1, -1, -1)] + [win])
         win, calls, counts = win[order], calls[order], counts[order]
+        ids = ids[order] if self.track_reads else ids
         if max_reads_per_window is not None:
             counts = _cap(win, counts, int(max_reads_per_window), np.random.default_rng(seed))
             keep = counts > 0
             win, calls, counts = win[keep], calls[keep], counts[keep]
+        read_names = None
         if collapse:
-            win, calls, counts = _collapse(win, calls, counts)
+            n_rows = win.shape[0]
+            win, calls, counts, inverse = _collapse(win, calls, counts)
+            if self.track_reads:
+                read_names = self._row_names(ids, np.arange(n_rows) if inverse is None else inverse, win.shape[0])
         else:
+            if self.track_reads:
+                read_names = [self.names[i] for i in ids.tolist()]  # one read per row (BAM counts are 1)
             rep = np.repeat(np.arange(win.shape[0]), counts)
             win, calls, counts = win[rep], calls[rep], np.ones(rep.shape[0], np.int64)
         stats = dict(stats, reads_in=self.reads_in, reads_used=self.reads_used, rows_below_min_cpgs=self.rows_dropped,
                      rows=int(counts.sum()), unique_rows=int(win.shape[0]))
-        return WindowReads(window_idx=win, calls=calls, counts=counts, pseudo=pseudo, stats=stats)
+        return WindowReads(window_idx=win, calls=calls, counts=counts, pseudo=pseudo, stats=stats,
+                           read_names=read_names)
+
+    def _row_names(self, ids: np.ndarray, row_of: np.ndarray, n_rows: int) -> list[str]:
+        """Each collapsed row's read names, comma-joined, in file order (ascending id)."""
+        order = np.lexsort([ids, row_of])  # by row, then by id
+        bounds = np.searchsorted(row_of[order], np.arange(n_rows + 1))
+        names = self.names
+        sorted_ids = ids[order].tolist()
+        return [",".join(names[i] for i in sorted_ids[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def _cap(win: np.ndarray, counts: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
@@ -206,12 +244,15 @@ def _cap(win: np.ndarray, counts: np.ndarray, cap: int, rng: np.random.Generator
     return counts
 
 
-def _collapse(win: np.ndarray, calls: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _collapse(win: np.ndarray, calls: np.ndarray, counts: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Identical (window, calls) rows merged, their counts summed; the last array maps each input
+    row to its merged row (None when there were no rows)."""
     if win.size == 0:
-        return win, calls, counts
+        return win, calls, counts, None
     key = np.concatenate([win.astype(">u4").view(np.uint8).reshape(-1, 4), calls], axis=1)
     uniq, inverse = np.unique(key, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     summed = np.bincount(inverse, weights=counts, minlength=uniq.shape[0]).astype(np.int64)
     uwin = uniq[:, :4].copy().view(">u4").reshape(-1).astype(np.uint32)
-    return uwin, np.ascontiguousarray(uniq[:, 4:]), summed
+    return uwin, np.ascontiguousarray(uniq[:, 4:]), summed, inverse

@@ -189,10 +189,20 @@ def _counts_route(path: Path, fmt: str, index: PanelIndex, proj: Projector, how:
 _READERS = {ROUTE_PAT: _pat_route, ROUTE_BAM: _bam_route, ROUTE_COUNTS: _counts_route}  # io/formats.py's routes
 
 
+def require_read_names(path: Path, fmt: str) -> None:
+    """Only a BAM names its reads: refuse read names of any other format."""
+    if FORMATS[fmt].route != ROUTE_BAM:
+        what = {"pat": "a .pat file collapses reads into patterns and keeps no read names"}.get(
+            fmt, f"a {fmt} file holds per-CpG counts, not named reads")
+        raise TissueBertError(f"--read-names needs a BAM input: {what}", path=path,
+                              hint="drop --read-names, or predict from the BAM the file was made from")
+
+
 def read_sample_windows(path: str | Path, fmt: str, panel: Panel, *, reference: str | Path | None = None,
                         min_cpgs: int = 1, collapse: bool = False, filters: ReadFilters | None = None,
                         seed: int = 0, max_reads_per_window: int | None = None,
-                        stream: bool | None = None, index: PanelIndex | None = None) -> WindowReads:
+                        stream: bool | None = None, index: PanelIndex | None = None,
+                        read_names: bool = False) -> WindowReads:
     """Read one sample file (``fmt`` in INPUT_FORMATS) into rows of (window, packed calls, count).
 
     A read gives one row per window where it has >= ``min_cpgs`` calls. ``collapse=False`` expands
@@ -200,12 +210,15 @@ def read_sample_windows(path: str | Path, fmt: str, panel: Panel, *, reference: 
     rows and keeps their multiplicity in ``counts``. ``max_reads_per_window`` keeps a seeded
     uniform subset of each window's reads. ``stream`` forces (True) or forbids (False) a single
     pass over a .pat instead of tabix look-ups (default: tabix when indexed and over 32 MB).
+    ``read_names`` (BAM only) fills ``read_names``: per row, the names of its reads.
     """
     path = require_file(path, f"{fmt} input")
     if fmt not in INPUT_FORMATS:
         raise TissueBertError(f"unknown input format {fmt!r}; choose one of {', '.join(INPUT_FORMATS)}", path=path)
+    if read_names:
+        require_read_names(path, fmt)
     index = index or PanelIndex(panel)
-    proj = Projector(index, min_cpgs=min_cpgs)
+    proj = Projector(index, min_cpgs=min_cpgs, track_reads=read_names)
     how = _ReadOptions(stream=stream, filters=filters or ReadFilters(), reference=reference, seed=seed,
                        max_reads_per_window=max_reads_per_window)
     stats = _READERS[FORMATS[fmt].route](path, fmt, index, proj, how)
