@@ -1,7 +1,7 @@
 """deconvolve/em.py cases the mutation run (issue 17) showed untested: inputs at the edges of what EM
 accepts (no tissue column, one tissue, a read no tissue explains, reads of weight 0),
-the scaled likelihoods and l(pi) against closed forms, how max_iter counts map evaluations, and what one
-SQUAREM round computes, against a plain re-implementation of the EM map and of the SqS3 step.
+the scaled likelihoods and l(pi) against closed forms, how max_iter and tol count map evaluations, what one
+SQUAREM round computes, and bootstrap_proportions' defaults, against a plain re-implementation of the EM map and of the SqS3 step.
 
 Mutants each test kills (src/tissuebert/deconvolve/em.py, lines as of this file's commit; each applied
 by hand, the test run and failing, then reverted):
@@ -23,6 +23,15 @@ by hand, the test run and failing, then reverted):
   `+1.0`), 98 NumberReplacer (`-1.0` -> `-2.0`, `-0.0`).
 - test_a_round_is_the_sqs3_extrapolation_then_one_em_step: 101 NumberReplacer (`2 * alpha` -> `3`, `1`),
   101 `alpha * alpha * v` -> `alpha * alpha / v`, 98 NumberReplacer (`-1.0` -> `-2.0`).
+- test_bootstrap_defaults_are_200_replicates_of_seed_0_at_tol_1e6_and_a_95_interval: 153 NumberReplacer
+  (`seed: int = 0` -> `1`; `tol = 1e-6` -> `1.000001`; `ci_level = 0.95` -> `1.95`), 152 NumberReplacer
+  (`n_boot = 200` -> `201`).
+- test_a_start_of_zeros_is_the_uniform_start: 81 `1.0 / pi.size` -> `1.0 | pi.size` (a TypeError on the
+  only path that reaches it).
+- test_a_move_of_exactly_tol_has_converged: 93 `np.max(np.abs(r)) <= tol` -> `<`.
+- test_a_round_that_ends_within_tol_of_its_start_stops_there: 107 `candidate - pi` -> `candidate * pi`,
+  -> `candidate // pi`, and `<= tol` -> `is tol` (the round's own convergence check, which no earlier
+  test reached: in 400 random problems it never fired, so a start on the boundary was searched for).
 """
 
 from __future__ import annotations
@@ -32,13 +41,21 @@ import pytest
 from scipy.special import logsumexp
 
 from tissuebert.deconvolve import em
-from tissuebert.deconvolve.em import em_proportions, mixture_loglik, scaled_likelihoods
+from tissuebert.deconvolve.em import bootstrap_proportions, em_proportions, mixture_loglik, scaled_likelihoods
 
 
 def plain_em_step(pi: np.ndarray, lik: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """The EM map written out: pi_t <- pi_t sum_r w_r L[r, t] / (sum_t' pi_t' L[r, t']) / sum w."""
     new = pi * ((weights / (lik @ pi)) @ lik) / weights.sum()
     return new / new.sum()
+
+
+def count_map_evaluations(monkeypatch) -> list:
+    """Spy on the EM map: one list entry per evaluation (the cost that max_iter and tol govern)."""
+    calls = []
+    step = em._Mixture.step
+    monkeypatch.setattr(em._Mixture, "step", lambda self, pi: calls.append(1) or step(self, pi))
+    return calls
 
 
 def close_tissues() -> tuple[np.ndarray, np.ndarray]:
@@ -108,9 +125,7 @@ def test_max_iter_counts_map_evaluations(monkeypatch):
     # does not converge in a few rounds, max_iter = 1..3 allows one round (3 evaluations), 4..6 two (6),
     # and 0 none (the start, uniform, comes back).
     lik, weights = close_tissues()
-    calls = []
-    step = em._Mixture.step
-    monkeypatch.setattr(em._Mixture, "step", lambda self, pi: calls.append(1) or step(self, pi))
+    calls = count_map_evaluations(monkeypatch)
     for max_iter, evaluations in [(0, 0), (1, 3), (2, 3), (3, 3), (4, 6), (6, 6), (7, 9)]:
         calls.clear()
         est = em_proportions(np.log(lik), weights=weights, tol=1e-12, max_iter=max_iter)
@@ -151,3 +166,61 @@ def test_a_round_is_the_sqs3_extrapolation_then_one_em_step():
     est = em_proportions(None, lik=lik, weights=weights, max_iter=1, tol=1e-12)
     np.testing.assert_allclose(est, expected, atol=1e-12)
     assert np.max(np.abs(est - pi2)) > 1e-4  # and not where two plain steps and one more would be
+
+
+def test_bootstrap_defaults_are_200_replicates_of_seed_0_at_tol_1e6_and_a_95_interval():
+    # bootstrap_proportions' documented defaults: n_boot=200, seed=0, ci_level=0.95, tol=1e-6. The first
+    # replicates are redrawn by hand: N = sum(w) reads drawn again from a generator seeded 0 (a
+    # multinomial over the rows), each refitted by EM from the uniform start (no estimate given).
+    rng = np.random.default_rng(12)
+    loglik = rng.normal(size=(40, 3))
+    weights = rng.integers(1, 5, size=40).astype(np.float64)
+    low, high, reps = bootstrap_proportions(loglik, weights=weights)
+    assert reps.shape == (200, 3)
+    draws = np.random.default_rng(0)
+    for b in range(3):
+        counts = draws.multinomial(int(weights.sum()), weights / weights.sum()).astype(np.float64)
+        np.testing.assert_allclose(reps[b], em_proportions(loglik, weights=counts, tol=1e-6), atol=1e-12)
+    np.testing.assert_allclose(low, np.quantile(reps, 0.025, axis=0))
+    np.testing.assert_allclose(high, np.quantile(reps, 0.975, axis=0))
+
+
+def test_a_start_of_zeros_is_the_uniform_start():
+    # an `init` with nothing positive carries no information: EM starts from uniform (1/T each)
+    est = em_proportions(ONE_SOURCE, weights=np.array([3.0, 1.0]), init=np.zeros(2))
+    np.testing.assert_allclose(est, [0.75, 0.25], atol=1e-15)
+
+
+def test_a_move_of_exactly_tol_has_converged(monkeypatch):
+    # "stops when no proportion moves by more than tol": from uniform, the first EM step on ONE_SOURCE
+    # with weights (3, 1) moves each proportion by exactly 0.25 (to 0.75, 0.25; all binary fractions),
+    # so with tol = 0.25 EM stops after the round's two plain steps, before any extrapolation
+    calls = count_map_evaluations(monkeypatch)
+    est = em_proportions(ONE_SOURCE, weights=np.array([3.0, 1.0]), tol=0.25)
+    np.testing.assert_array_equal(est, [0.75, 0.25])
+    assert len(calls) == 2
+
+
+def test_a_round_that_ends_within_tol_of_its_start_stops_there(monkeypatch):
+    # Started at the boundary of a fourth tissue, the first plain step moves a proportion by 0.183 but
+    # the round's stabilised point ends only 0.123 from the start (SqS3 with alpha = -1.07, computed
+    # below as in the test above). With tol = 0.15 the round has converged: EM returns that point after
+    # its 3 map evaluations, not after another round.
+    lik = np.array([[0.9994, 1.0, 0.0262, 0.0002], [0.00001, 0.0, 0.9716, 0.0043], [0.0006, 0.0, 0.0022, 0.9956]])
+    weights = np.array([17.0, 17.0, 4.0])
+    init = np.array([0.3156, 0.3295, 0.3549, 0.0])
+    start = np.maximum(init, 1e-6)  # EM lifts a zero start off the boundary, which it could never leave
+    start /= start.sum()
+    pi1 = plain_em_step(start, lik, weights)
+    pi2 = plain_em_step(pi1, lik, weights)
+    r, v = pi1 - start, pi2 - 2 * pi1 + start
+    alpha = min(-np.linalg.norm(r) / np.linalg.norm(v), -1.0)
+    jump = np.maximum(start - 2 * alpha * r + alpha**2 * v, start * 1e-3)
+    jump /= jump.sum()
+    assert weights @ np.log(lik @ jump) >= weights @ np.log(lik @ start)  # the round keeps its extrapolation
+    expected = plain_em_step(jump, lik, weights)
+    assert np.max(np.abs(r)) > 0.15 >= np.max(np.abs(expected - start))  # the premise, 0.183 and 0.123
+    calls = count_map_evaluations(monkeypatch)
+    est = em_proportions(None, lik=lik, weights=weights, init=init, tol=0.15)
+    np.testing.assert_allclose(est, expected, atol=1e-12)
+    assert len(calls) == 3
