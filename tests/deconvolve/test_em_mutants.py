@@ -1,7 +1,8 @@
 """deconvolve/em.py cases the mutation run (issue 17) showed untested: inputs at the edges of what EM
-accepts (no tissue column, one tissue, a read no tissue explains, reads of weight 0),
-the scaled likelihoods and l(pi) against closed forms, how max_iter and tol count map evaluations, what one
-SQUAREM round computes, and bootstrap_proportions' defaults, against a plain re-implementation of the EM map and of the SqS3 step.
+accepts (no tissue column, one tissue, a read no tissue explains, reads of weight 0), the scaled
+likelihoods and l(pi) against closed forms, how max_iter and tol count map evaluations, what one SQUAREM
+round computes (against a plain re-implementation of the EM map and of the SqS3 step), and
+bootstrap_proportions' defaults.
 
 Mutants each test kills (src/tissuebert/deconvolve/em.py, lines as of this file's commit; each applied
 by hand, the test run and failing, then reverted):
