@@ -13,6 +13,8 @@ hand to a scratch copy, the test run and failing, then reverted):
 - test_sha256_file_reads_in_chunks: 53 `1 << 22` -> `1 >> 22` (chunk 0: the hash of nothing).
 - test_an_empty_sample_reads_back_empty_in_ram_and_mapped, test_a_chunked_compressed_sample_is_read_not_mapped:
   50 NumberReplacer (`window_idx.shape[0]` -> `shape[1]` in `n_reads`).
+- test_an_empty_sample_reads_back_empty_in_ram_and_mapped: 90 `offset is None or ds.chunks ...` -> `and`
+  (an empty dataset has no offset: memory-mapping it fails).
 - test_a_contiguous_sample_is_mapped_only_when_asked: 105 AddNot (`if not mmap`), 90 `ds.chunks is not None`
   -> `is None`, `ds.compression is not None` -> `is None`.
 - test_a_sample_without_one_of_its_datasets_is_refused: 103 `key not in f` -> `key in f`.
