@@ -54,6 +54,7 @@ MODULES = {
     "data/sampler.py": "tests/data/test_sampler.py",
     # interval_around is tested in test_deconv_cohort; the bootstrap-coverage test (6 s) runs last
     "deconvolve/em.py": " ".join([
+        "tests/deconvolve/test_em_mutants.py",
         "tests/deconvolve/test_deconv_em.py::test_em_exact_on_expected_counts_of_a_large_mixture",
         "tests/deconvolve/test_deconv_em.py::test_em_with_close_tissues_still_converges_to_the_truth",
         "tests/deconvolve/test_deconv_em.py::test_em_is_invariant_to_per_read_constants_and_matches_a_generic_optimiser",
