@@ -48,7 +48,8 @@ COSMIC_RAY = str(Path(sys.executable).parent / "cosmic-ray")  # installed beside
 MODULES = {
     "io/pat.py": "tests/io/test_pat_mutants.py tests/io/test_pat_index.py tests/io/test_parsers_property.py "
                  "tests/prepare/test_pat_golden.py tests/prepare/test_bad_input.py",
-    "io/bam.py": "tests/io/test_parsers_property.py tests/prepare/test_bam_golden.py",
+    "io/bam.py": "tests/io/test_parsers_property.py tests/io/test_bam_real.py tests/prepare/test_bam_golden.py "
+                 "tests/prepare/test_coordinates.py tests/prepare/test_bad_input.py",
     "store/sample.py": "tests/io/test_parsers_property.py tests/store tests/core/test_core_store.py",
     "store/validate.py": "tests/store",
     "data/sampler.py": "tests/data/test_sampler.py",
@@ -245,6 +246,49 @@ def _mark_sample(session: Path, size: int, seed: int) -> None:
                                 WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
 
 
+EQUIVALENT_MARK = "equivalent: function-signature annotation"
+
+
+def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """(start, end) (line, column) of every function parameter and return annotation in `source`.
+
+    A module with `from __future__ import annotations` never evaluates them: a mutant inside one
+    (`str | None` made `str - None`) is equivalent by construction, and the suite cannot kill it.
+    Empty for a module without that import (its annotations run at definition time)."""
+    import ast
+
+    tree = ast.parse(source)
+    future = any(isinstance(n, ast.ImportFrom) and n.module == "__future__" and
+                 any(a.name == "annotations" for a in n.names) for n in tree.body)
+    if not future:
+        return []
+    spans = []
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        a = node.args
+        notes = [x.annotation for x in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg)
+                 if x is not None and x.annotation is not None]
+        for n in [*notes, node.returns]:
+            if n is not None:
+                spans.append(((n.lineno, n.col_offset), (n.end_lineno, n.end_col_offset)))
+    return spans
+
+
+def _mark_equivalent(session: Path, source: Path) -> int:
+    """Mark the mutants inside signature annotations skipped, with EQUIVALENT_MARK; how many."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    spans = annotation_spans(source.read_text())
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        inside = [w.job_id for w in db.pending_work_items
+                  if any(lo <= tuple(w.mutations[0].start_pos) and tuple(w.mutations[0].end_pos) <= hi
+                         for lo, hi in spans)]
+        db.set_multiple_results(inside, WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output=EQUIVALENT_MARK))
+    return len(inside)
+
+
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """95% Wilson score interval for k successes out of n."""
     if n == 0:
@@ -267,7 +311,7 @@ def read_session(module: str) -> dict:
     session = WORK / f"{_name(module)}.sqlite"
     dump = subprocess.run([COSMIC_RAY, "dump", str(session)], cwd=REPO, env=_env(), check=True,
                           capture_output=True, text=True).stdout
-    counts = dict(total=0, pending=0, skipped=0, killed=0, timeout=0, survived=0, incompetent=0)
+    counts = dict(total=0, pending=0, skipped=0, equivalent=0, killed=0, timeout=0, survived=0, incompetent=0)
     survivors = []
     for line in dump.splitlines():
         if not line.strip():
@@ -277,7 +321,7 @@ def read_session(module: str) -> dict:
         if result is None:
             counts["pending"] += 1
         elif result["worker_outcome"] == "skipped":
-            counts["skipped"] += 1
+            counts["equivalent" if result.get("output") == EQUIVALENT_MARK else "skipped"] += 1
         elif result["test_outcome"] == "killed":
             output = result.get("output") or ""
             hung = output == "timeout" or CPU_LIMIT_MARK in output
@@ -335,6 +379,8 @@ def run_module(module: str, tests: str, sample: int | None, seed: int) -> dict:
         session = config.with_suffix(".sqlite")
         if not session.exists():
             subprocess.run([COSMIC_RAY, "init", str(config), str(session)], cwd=REPO, env=env, check=True)
+            print(f"{module}: {_mark_equivalent(session, REPO / source)} mutants inside signature annotations "
+                  "left out as equivalent", flush=True)
             if sample:
                 _mark_sample(session, sample, seed)
         print(f"{module}: baseline {wall:.1f} s wall, {cpu:.1f} s CPU; CPU limit {cpu_limit} s per mutant", flush=True)
@@ -354,6 +400,7 @@ def summary(module: str, c: dict) -> str:
     score = 100 * dead / max(done, 1)
     text = (f"{module:22s} run {done + c['incompetent']}/{c['total']}  killed {c['killed']}  "
             f"timeout {c['timeout']}  survived {c['survived']}  incompetent {c['incompetent']}  "
+            f"equivalent (annotations, not run) {c['equivalent']}  "
             f"score {score:.1f}%")
     if c["skipped"]:
         lo, hi = wilson(dead, done)
