@@ -30,7 +30,7 @@ import torch
 from tissuebert.config import config_from_dict, config_to_dict
 from tissuebert.constants import CKPT
 from tissuebert.data.sampler import TrainSampler
-from tissuebert.data.state_atlas import fit_state_atlas
+from tissuebert.data.state_atlas import choose_state_atlas, fit_state_atlas
 from tissuebert.inference.checkpoint import load_checkpoint, save_checkpoint
 from tissuebert.model.tissuebert import build_model
 from tissuebert.store.store import Store
@@ -38,9 +38,10 @@ from tissuebert.store.store import Store
 
 def state_checkpoint(template: dict, store: Store, theta: np.ndarray, pi: np.ndarray) -> dict:
     """The template's checkpoint with a fragment-state head holding the fit and every other route zeroed."""
-    n_states, n_tissues = theta.shape[1], len(store.tissues)
+    n_states, n_tissues = theta.shape[-1], len(store.tissues)
     data = template[CKPT.CONFIG]
     data["model"]["fragment_states"] = n_states
+    data["model"]["state_emissions"] = "tissue" if theta.ndim == 3 else "shared"
     config = config_from_dict(data)
     model = build_model(config.model, n_tissues, store.panel)
     model.set_states(theta, pi)
@@ -64,9 +65,23 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--states", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=40)
+    parser.add_argument("--tissue-prior", default=None,
+                        help="per-tissue emissions shrunk by this many pseudo-calls, or 'auto' (chosen on the "
+                             "validation reads, as train.state_tissue_prior); default: shared emissions")
     args = parser.parse_args()
     store = Store.open(args.store)
-    theta, pi = fit_state_atlas(TrainSampler(store, split="train"), args.states, iterations=args.iterations)
+    train = TrainSampler(store, split="train")
+    if args.tissue_prior is None:
+        theta, pi = fit_state_atlas(train, args.states, iterations=args.iterations)
+    elif args.tissue_prior == "auto":
+        theta, pi, chosen, scores = choose_state_atlas(train, TrainSampler(store, split="val"), args.states,
+                                                       iterations=args.iterations)
+        print("held-out log-likelihood per read:", {k: round(v, 4) for k, v in scores.items()}, "-> kept", chosen)
+        if theta.ndim == 2:
+            theta = np.repeat(theta[:, None, :], len(store.tissues), axis=1)
+    else:
+        theta, pi = fit_state_atlas(train, args.states, iterations=args.iterations,
+                                    tissue_prior=float(args.tissue_prior))
     save_checkpoint(args.out, state_checkpoint(load_checkpoint(args.template), store, theta, pi))
     print(f"wrote {args.out}")
 

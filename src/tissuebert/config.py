@@ -47,6 +47,7 @@ class ModelConfig(_Section):
     cpg_logits: bool = Field(False, description="Add a learned logit vector per (panel CpG, call), summed over the read's calls, to the head's output: the logistic regression's features as a direct route, the encoder learns the rest.")
     joint_tokens: bool = Field(False, description="Also add a learned vector per (3-mer, call) pair to each token (an ablation of the design's sum of separate DNA and methylation embeddings; docs/training.md).")
     fragment_states: int = Field(0, ge=0, description="K >= 2 adds the fragment-state head: the read's evidence for each of K methylation states (a per-(panel CpG, call) emission table plus the encoder's per-token correction) mixed by a learned per-(window, tissue) state distribution (U / X / M fragments for K = 3); 0 = none. Binds the model to its panel.")
+    state_emissions: Literal["shared", "tissue"] = Field("shared", description="Emission tables of the fragment-state head (model.fragment_states): 'shared' = a state methylates a CpG at one rate in every tissue (the tissue sets only how often the state occurs); 'tissue' = each tissue its own rate, fitted shrunk towards the shared one (train.state_tissue_prior), for tissues whose versions of a block differ within a state (cell subtypes). docs/training.md has the comparison.")
     cpg_counts: bool = Field(False, description="Add the count route: each tissue's log-likelihood of the read's calls from a running tally of the training reads' (panel CpG, call, tissue) counts (naive Bayes, shrunk towards the CpG's rate over all tissues), times a learned scale. The tally is a buffer saved with the weights. Binds the model to its panel.")
     count_prior: float = Field(8.0, gt=0.0, description="Prior strength of the count route, in reads: how far a (CpG, tissue) frequency is shrunk towards the CpG's rate over all tissues.")
     count_features: bool = Field(False, description="Also give each called CpG token the count route's evidence (log p(call | CpG, tissue), centred over the tissues) through a learned projection, so the encoder can learn how a read's CpGs go together (needs model.cpg_counts).")
@@ -61,6 +62,8 @@ class ModelConfig(_Section):
             raise ValueError(f"model.hidden ({self.hidden}) must be divisible by model.n_heads ({self.n_heads})")
         if self.fragment_states == 1:
             raise ValueError("model.fragment_states must be 0 (off) or >= 2 states")
+        if self.state_emissions == "tissue" and not self.fragment_states:
+            raise ValueError("model.state_emissions = tissue needs the fragment-state head: set model.fragment_states >= 2")
         return self
 
 
@@ -85,6 +88,7 @@ class TrainConfig(_Section):
     pretrain_steps: int = Field(0, ge=0, description="The first N optimizer steps train the masked-call loss only (masked-methylation pre-training on the training reads; > 0 needs model.call_head).")
     count_source: Literal["stream", "split"] = Field("split", description="What the count route (model.cpg_counts) counts: 'split' = every eligible read of the training split, counted before step 0 as an atlas is (each training read's own calls are left out of its evidence; docs/training.md); 'stream' = only the reads the training loop has drawn so far (each counted after its own forward pass).")
     state_source: Literal["learned", "split"] = Field("learned", description="Where the fragment-state head (model.fragment_states) starts: 'learned' = the evenly spaced states and uniform shares it is built with; 'split' = an atlas fitted by EM on every eligible training read before step 0 and kept fixed (its tables are not trained; the encoder's per-token correction is: data/state_atlas.py, docs/training.md).")
+    state_tissue_prior: float | Literal["auto"] = Field("auto", description="With model.state_emissions = tissue and train.state_source = split: how many pseudo-calls shrink each tissue's emission rate towards the shared one (a number > 0), or 'auto' = fit shared emissions and per-tissue ones at 100, 30 and 10 pseudo-calls and keep the fit with the best likelihood of the validation reads (shared emissions when they win; the same rule chose K: docs/training.md).")
     grad_clip: float = Field(1.0, gt=0, description="Clip the global gradient norm to this value.")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Compute precision: fp32, bf16 autocast, or fp16 autocast with a GradScaler.")
     seed: int = Field(42, description="Seed of every random stream (sampler, dropout, init).")
@@ -123,6 +127,9 @@ class Config(_Section):
         if self.train.state_source == "split" and not self.model.fragment_states:
             raise ValueError("train.state_source = split fits the fragment-state head: set model.fragment_states "
                              "(e.g. 3)")
+        if self.train.state_tissue_prior != "auto" and not self.train.state_tissue_prior > 0:
+            raise ValueError(f"train.state_tissue_prior must be 'auto' or a number of pseudo-calls > 0, got "
+                             f"{self.train.state_tissue_prior}")
         if (self.train.mask_weight > 0 or self.train.pretrain_steps > 0) and not self.model.call_head:
             raise ValueError("train.mask_weight > 0 or train.pretrain_steps > 0 needs model.call_head = true "
                              "(the masked calls are predicted by it)")

@@ -44,34 +44,65 @@ def split_reads(sampler) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
             counts.astype(np.float64))
 
 
-def read_state_loglik(theta: np.ndarray, cpg: np.ndarray, meth: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """(N, K) log p(read's calls | state k) = sum over its calls of log theta or log (1 - theta)."""
-    log_m, log_u = np.log(theta), np.log1p(-theta)
-    return np.stack([(np.where(meth, log_m[cpg, k], log_u[cpg, k]) * valid).sum(axis=1)
-                     for k in range(theta.shape[1])], axis=1)
+def read_state_loglik(theta: np.ndarray, cpg: np.ndarray, meth: np.ndarray, valid: np.ndarray,
+                      tissue: np.ndarray | int | None = None) -> np.ndarray:
+    """(N, K) log p(read's calls | state k) = sum over its calls of log theta or log (1 - theta).
+
+    ``theta`` (C, K) is shared by the tissues; (C, T, K) holds one table per tissue, and
+    ``tissue`` (an id, or (N,) ids) says whose to use for each read."""
+    if theta.ndim == 3:
+        if tissue is None:
+            raise ValueError("per-tissue emissions (C, T, K) need the reads' tissue")
+        theta = theta[:, tissue] if np.ndim(tissue) == 0 else theta[cpg, np.asarray(tissue)[:, None]]
+    if theta.ndim == 2:
+        theta = theta[cpg]  # (N, S, K)
+    return (np.where(meth[..., None], np.log(theta), np.log1p(-theta)) * valid[..., None]).sum(axis=1)
 
 
-def fit_state_atlas(sampler, n_states: int, *, iterations: int = 40, prior: float = 1.0
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """EM on the sampler's split: (theta (C, K) P(M | CpG, state), pi (W, T, K) state shares).
+def fit_state_atlas(sampler, n_states: int, *, iterations: int = 40, prior: float = 1.0,
+                    tissue_prior: float | None = None, reads: tuple | None = None,
+                    start: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """EM on the sampler's split: (theta P(M | CpG, state), pi (W, T, K) state shares).
 
     States start at methylation 0.05 .. 0.95 for every CpG (so state k keeps its meaning: k = 0
     the least methylated) and shares uniform; ``prior`` reads of pseudo-count per (window,
     tissue, state) keep a cell without reads at the uniform share, and half a call per (CpG,
-    state) keeps theta off 0 and 1."""
+    state) keeps theta off 0 and 1.
+
+    ``tissue_prior`` None: theta (C, K) is shared by the tissues (a state means the same
+    methylation everywhere; the tissue sets only how often it occurs). A number a > 0: theta
+    (C, T, K), each tissue's own, shrunk towards the shared value by a pseudo-calls,
+    theta[g, t, k] = (m[g, t, k] + a theta[g, k]) / (n[g, t, k] + a): a state's level may then
+    differ between tissues (a cell subtype methylated in one tissue's version of a block and not
+    in another's), where the data say so. ``reads``: :func:`split_reads` of the sampler, when the
+    caller already has them. ``start``: (theta, pi) of an earlier fit to continue from instead of
+    the even start (shared theta is given to every tissue)."""
     if n_states < 2:
         raise ValueError(f"a state atlas needs >= 2 states, got {n_states}")
+    if tissue_prior is not None and not tissue_prior > 0:
+        raise ValueError(f"the per-tissue emission prior must be > 0 pseudo-calls, got {tissue_prior}")
     store = sampler.store
     n_cpgs, n_tissues, n_windows = int(store.panel.cpg_ptr[-1]), len(store.tissues), store.panel.n_windows
-    cell, cpg, meth, valid, weight = split_reads(sampler)
+    cell, cpg, meth, valid, weight = reads if reads is not None else split_reads(sampler)
     n_cells = n_windows * n_tissues
+    tissue = cell % n_tissues
     theta = np.tile(np.linspace(0.05, 0.95, n_states), (n_cpgs, 1))
+    if tissue_prior is not None:
+        theta = np.repeat(theta[:, None, :], n_tissues, axis=1)
     pi = np.full((n_cells, n_states), 1.0 / n_states)
+    if start is not None:
+        theta, pi = start[0].copy(), start[1].reshape(n_cells, n_states).copy()
+        if tissue_prior is not None and theta.ndim == 2:
+            theta = np.repeat(theta[:, None, :], n_tissues, axis=1)
+        if theta.shape != ((n_cpgs, n_tissues, n_states) if tissue_prior is not None else (n_cpgs, n_states)):
+            raise ValueError(f"a start theta of shape {start[0].shape} does not fit this fit")
     read_of, slot = np.nonzero(valid)
     g, m = cpg[read_of, slot], meth[read_of, slot]
+    where = g if tissue_prior is None else g * n_tissues + tissue[read_of]  # the theta cell of each call
+    n_where = n_cpgs if tissue_prior is None else n_cpgs * n_tissues
     mean_ll = float("nan")
     for _ in track(range(iterations), "fitting the fragment-state atlas (EM iterations)"):
-        joint = np.log(pi[cell]) + read_state_loglik(theta, cpg, meth, valid)  # (N, K)
+        joint = np.log(pi[cell]) + read_state_loglik(theta, cpg, meth, valid, tissue)  # (N, K)
         top = joint.max(axis=1, keepdims=True)
         total = top[:, 0] + np.log(np.exp(joint - top).sum(axis=1))
         resp = np.exp(joint - total[:, None]) * weight[:, None]  # the row's reads' share of each state
@@ -79,10 +110,53 @@ def fit_state_atlas(sampler, n_states: int, *, iterations: int = 40, prior: floa
         shares = np.stack([np.bincount(cell, weights=resp[:, k], minlength=n_cells) for k in range(n_states)], axis=1)
         pi = (shares + prior) / (shares + prior).sum(axis=1, keepdims=True)
         per_call = resp[read_of]  # (calls, K)
-        called = np.stack([np.bincount(g, weights=per_call[:, k], minlength=n_cpgs) for k in range(n_states)], axis=1)
-        methylated = np.stack([np.bincount(g, weights=per_call[:, k] * m, minlength=n_cpgs)
+        called = np.stack([np.bincount(where, weights=per_call[:, k], minlength=n_where) for k in range(n_states)], axis=1)
+        methylated = np.stack([np.bincount(where, weights=per_call[:, k] * m, minlength=n_where)
                                for k in range(n_states)], axis=1)
-        theta = np.clip((methylated + 0.5) / (called + 1.0), *THETA_RANGE)
-    log.info("fragment-state atlas: %d states, %d reads (%d distinct), %d EM iterations, mean log-likelihood "
-             "per read %.4f", n_states, int(weight.sum()), cell.shape[0], iterations, mean_ll)
+        if tissue_prior is None:
+            theta = np.clip((methylated + 0.5) / (called + 1.0), *THETA_RANGE)
+        else:
+            called = called.reshape(n_cpgs, n_tissues, n_states)
+            methylated = methylated.reshape(n_cpgs, n_tissues, n_states)
+            shared = (methylated.sum(axis=1) + 0.5) / (called.sum(axis=1) + 1.0)  # (C, K)
+            theta = np.clip((methylated + tissue_prior * shared[:, None]) / (called + tissue_prior), *THETA_RANGE)
+    log.info("fragment-state atlas: %d states, %s emissions, %d reads (%d distinct), %d EM iterations, mean "
+             "log-likelihood per read %.4f", n_states,
+             "shared" if tissue_prior is None else f"per-tissue (prior {tissue_prior:g} calls)",
+             int(weight.sum()), cell.shape[0], iterations, mean_ll)
     return theta, pi.reshape(n_windows, n_tissues, n_states)
+
+
+def atlas_loglik(theta: np.ndarray, pi: np.ndarray, reads: tuple) -> float:
+    """Mean log p(read | its window and tissue) of :func:`split_reads` rows under a fitted atlas
+    (weighted by the reads each row stands for): the held-out score that chooses between fits."""
+    cell, cpg, meth, valid, weight = reads
+    n_tissues, n_states = pi.shape[1], pi.shape[2]
+    joint = np.log(pi.reshape(-1, n_states)[cell]) + read_state_loglik(theta, cpg, meth, valid, cell % n_tissues)
+    top = joint.max(axis=1)
+    return float((top + np.log(np.exp(joint - top[:, None]).sum(axis=1))) @ weight / weight.sum())
+
+
+TISSUE_PRIORS = (100.0, 30.0, 10.0)
+
+
+def choose_state_atlas(sampler, held_out, n_states: int, *, priors: tuple = TISSUE_PRIORS, iterations: int = 40
+                       ) -> tuple[np.ndarray, np.ndarray, float | None, dict]:
+    """Fit the atlas with shared emissions, then with per-tissue ones at each prior in ``priors``
+    (each continuing from the shared fit for half as many iterations), on ``sampler``'s split;
+    score each on ``held_out``'s reads (another split of the same store: validation) with
+    :func:`atlas_loglik`, and keep the best: (theta, pi, its prior (None = shared), {prior:
+    held-out mean log-likelihood})."""
+    reads = split_reads(sampler)
+    test = split_reads(held_out)
+    shared = fit_state_atlas(sampler, n_states, iterations=iterations, reads=reads)
+    best, scores = None, {}
+    for a in (None, *priors):
+        theta, pi = shared if a is None else fit_state_atlas(
+            sampler, n_states, iterations=max(1, iterations // 2), tissue_prior=a, reads=reads, start=shared)
+        scores[a] = atlas_loglik(theta, pi, test)
+        log.info("fragment-state atlas, %s emissions: held-out log-likelihood per read %.4f",
+                 "shared" if a is None else f"per-tissue (prior {a:g})", scores[a])
+        if best is None or scores[a] > best[3]:
+            best = (theta, pi, a, scores[a])
+    return best[0], best[1], best[2], scores

@@ -186,7 +186,8 @@ class TissueBERT(nn.Module):
     unmethylated, mixed, mostly methylated: UXM's U / X / M); the head scores each of K states from
     the read (a per-(panel CpG, call) emission table plus the encoder's per-token correction,
     summed over the read's calls) and mixes them with a learned per-(window, tissue) state
-    distribution.
+    distribution. ``state_emissions`` = "tissue" gives each tissue its own emission table (a
+    state's methylation level may differ between tissues).
 
     ``cpg_counts`` adds the count route (:class:`CpGCounts`): a tally of the training reads' calls
     per (panel CpG, call, tissue), kept as a buffer and updated by :meth:`observe` after each
@@ -198,6 +199,7 @@ class TissueBERT(nn.Module):
                  ffn: int = 2048, dropout: float = 0.1, head_hidden: int = 512, max_len: int = N_TOKENS,
                  attention: str = "auto", pooling: str = "cpg", cpg_embedding_dim: int = 0,
                  cpg_logits: bool = False, joint_tokens: bool = False, fragment_states: int = 0,
+                 state_emissions: str = "shared",
                  cpg_counts: bool = False, count_prior: float = 8.0, count_features: bool = False,
                  count_weights: bool = False, head_logits: bool = True, call_head: bool = False,
                  panel: dict | None = None) -> None:
@@ -240,8 +242,11 @@ class TissueBERT(nn.Module):
         self.cpg_proj = (nn.Linear(cpg_embedding_dim, hidden, bias=False)
                          if cpg_embedding_dim and cpg_embedding_dim != hidden else None)
         self.cpg_logit = self._panel_embedding(n_tissues, zero=True) if cpg_logits else None
+        if state_emissions not in ("shared", "tissue"):
+            raise ValueError(f"state_emissions must be 'shared' or 'tissue', got {state_emissions!r}")
         self.states = (FragmentStateHead(n_states=fragment_states, n_tissues=n_tissues, hidden=hidden,
-                                         n_features=self.panel.n_features, n_windows=self.panel.n_windows)
+                                         n_features=self.panel.n_features, n_windows=self.panel.n_windows,
+                                         per_tissue=state_emissions == "tissue")
                        if fragment_states else None)
         self.counts = (CpGCounts(n_features=self.panel.n_features, n_tissues=n_tissues, prior=count_prior)
                        if cpg_counts else None)
@@ -339,17 +344,20 @@ class TissueBERT(nn.Module):
     @torch.no_grad()
     def set_states(self, theta: np.ndarray, pi: np.ndarray) -> None:
         """Start the fragment-state head from a fitted atlas (data/state_atlas.py): theta (C, K)
-        P(methylated | panel CpG, state) -> the emission table (log theta for M, log(1 - theta) for
-        U), pi (W, T, K) state shares -> the prior table (log pi; the head's log_softmax leaves it)."""
+        P(methylated | panel CpG, state), or (C, T, K) with per-tissue emissions -> the emission
+        table (log theta for M, log(1 - theta) for U), pi (W, T, K) state shares -> the prior table
+        (log pi; the head's log_softmax leaves it)."""
         if self.states is None:
             raise ValueError("this model has no fragment-state head (model.fragment_states)")
-        n_features, n_states = self.states.emission.weight.shape
-        if theta.shape != ((n_features - 1) // 2, n_states):
-            raise ValueError(f"theta of shape {theta.shape}, the head needs ({(n_features - 1) // 2}, {n_states})")
+        n_features, n_states = self.states.emission.weight.shape[0], self.states.n_states
+        need = ((n_features - 1) // 2,) + ((self.n_tissues,) if self.states.per_tissue else ()) + (n_states,)
+        if theta.shape != need:
+            raise ValueError(f"theta of shape {theta.shape}, the head needs {need}")
+        theta = theta.reshape(need[0], -1)
         if pi.shape != (self.states.prior.weight.shape[0], self.n_tissues, n_states):
             raise ValueError(f"pi of shape {pi.shape}, the head needs "
                              f"({self.states.prior.weight.shape[0]}, {self.n_tissues}, {n_states})")
-        emission = torch.zeros(n_features, n_states, dtype=torch.float64)
+        emission = torch.zeros(n_features, theta.shape[1], dtype=torch.float64)
         emission[0:-1:2] = torch.from_numpy(np.log1p(-theta))  # feature 2g: U
         emission[1:-1:2] = torch.from_numpy(np.log(theta))  # feature 2g + 1: M
         self.states.emission.weight.copy_(emission.float())
@@ -412,16 +420,23 @@ class FragmentStateHead(nn.Module):
     than one but saturate once the state is certain: the within-fragment structure an additive
     per-CpG model (the logistic regression) cannot express. Both tables are panel tables
     (train.panel_lr).
+
+    ``per_tissue``: the emission table holds T x K values per (panel CpG, call), column t K + k
+    for tissue t's state k, so a state's methylation level at a CpG may differ between tissues
+    (``model.state_emissions`` = tissue); the read's evidence is then (T, K).
     """
 
-    def __init__(self, *, n_states: int, n_tissues: int, hidden: int, n_features: int, n_windows: int) -> None:
+    def __init__(self, *, n_states: int, n_tissues: int, hidden: int, n_features: int, n_windows: int,
+                 per_tissue: bool = False) -> None:
         super().__init__()
         self.n_states = n_states
         self.n_tissues = n_tissues
-        self.emission = nn.Embedding(n_features, n_states, padding_idx=n_features - 1)
-        q = torch.linspace(0.05, 0.95, n_states, dtype=torch.float64)
+        self.per_tissue = per_tissue
+        width = n_states * (n_tissues if per_tissue else 1)
+        self.emission = nn.Embedding(n_features, width, padding_idx=n_features - 1)
+        q = torch.linspace(0.05, 0.95, n_states, dtype=torch.float64).repeat(width // n_states)
         with torch.no_grad():
-            per_cpg = self.emission.weight[:-1].view(-1, 2, n_states)  # (C, call, K); feature = 2 * CpG + call
+            per_cpg = self.emission.weight[:-1].view(-1, 2, width)  # (C, call, width); feature = 2 * CpG + call
             per_cpg[:, METH_U] = torch.log1p(-q).float()
             per_cpg[:, METH_M] = torch.log(q).float()
             self.emission.weight[-1].zero_()  # padding: tokens without a call
@@ -435,8 +450,11 @@ class FragmentStateHead(nn.Module):
         """x (B, L, D) encoder output, features (B, L) panel feature ids, window (B,), meth (B, L) -> (B, T)."""
         called = (meth <= METH_M).unsqueeze(-1)  # (B, L, 1)
         token = self.token(x).float().masked_fill(~called, 0.0)
-        evidence = (self.emission(features) + token).sum(1)  # (B, K)
         log_pi = self.prior(window).view(-1, self.n_tissues, self.n_states).log_softmax(-1)  # (B, T, K)
+        if self.per_tissue:
+            emitted = self.emission(features).sum(1).view(-1, self.n_tissues, self.n_states)  # (B, T, K)
+            return torch.logsumexp(log_pi + emitted + token.sum(1)[:, None, :], dim=-1)
+        evidence = (self.emission(features) + token).sum(1)  # (B, K)
         return torch.logsumexp(log_pi + evidence[:, None, :], dim=-1)
 
 
@@ -520,6 +538,7 @@ def build_model(model_cfg, n_tissues: int, panel=None) -> TissueBERT:
                       head_hidden=model_cfg.head_hidden, attention=model_cfg.attention, pooling=model_cfg.pooling,
                       cpg_embedding_dim=model_cfg.cpg_embedding_dim, cpg_logits=model_cfg.cpg_logits,
                       joint_tokens=model_cfg.joint_tokens, fragment_states=model_cfg.fragment_states,
+                      state_emissions=model_cfg.state_emissions,
                       cpg_counts=model_cfg.cpg_counts, count_prior=model_cfg.count_prior,
                       count_features=model_cfg.count_features, count_weights=model_cfg.count_weights,
                       head_logits=model_cfg.head_logits, call_head=model_cfg.call_head,

@@ -74,7 +74,7 @@ def lr_range_test(config: Config, store: str | Path, out: str | Path, *, steps: 
     torch.manual_seed(cfg.seed)
     model = build_model(config.model, len(store_.tissues), store_.panel).to(device)
     prime_counts(model, sampler, cfg.count_source)
-    prime_states(model, sampler, cfg.state_source)
+    prime_states(model, sampler, cfg.state_source, cfg.state_tissue_prior, config.data.min_cpgs)
     freeze_states(model, cfg.state_source)
     model.train()
     optimizer = build_optimizer(model, cfg)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
@@ -233,7 +234,7 @@ def setup_run(config: Config, store_root: str | Path, run_dir: str | Path, *, re
         if init_from is not None:
             run.init_from = load_init_weights(model, init_from, tissues=store.tissues, panel_hash=store.panel_hash)
         prime_counts(model, sampler, cfg.count_source)
-        prime_states(model, sampler, cfg.state_source)
+        prime_states(model, sampler, cfg.state_source, cfg.state_tissue_prior, config.data.min_cpgs)
     run.resume_count = _count_resume(run_dir, point, restarted, config, info)  # once every check has passed
     if info.enabled:
         # broadcast_buffers off: the panel buffers never change, and the count route's tally is kept
@@ -273,14 +274,35 @@ def freeze_states(model: TissueBERT, source: str) -> None:
     model.states.prior.weight.requires_grad_(False)
 
 
-def prime_states(model: TissueBERT, sampler: TrainSampler, source: str) -> None:
+FALLBACK_TISSUE_PRIOR = 30.0  # per-tissue emissions without validation reads to choose on
+
+
+def prime_states(model: TissueBERT, sampler: TrainSampler, source: str, tissue_prior: float | str = "auto",
+                 min_cpgs: int = 1) -> None:
     """train.state_source = split: the fragment-state head starts from an EM fit of the training
     split (a new run only; every rank fits the same deterministic EM; :func:`freeze_states` keeps it)."""
     if source != "split" or model.states is None:
         return
-    from tissuebert.data.state_atlas import fit_state_atlas
+    from tissuebert.data.state_atlas import choose_state_atlas, fit_state_atlas
 
-    theta, pi = fit_state_atlas(sampler, model.states.n_states)
+    if not model.states.per_tissue:
+        theta, pi = fit_state_atlas(sampler, model.states.n_states)
+    elif tissue_prior != "auto":
+        theta, pi = fit_state_atlas(sampler, model.states.n_states, tissue_prior=float(tissue_prior))
+    else:
+        held_out = None
+        if sampler.store.samples("val"):
+            held_out = TrainSampler(sampler.store, split="val", min_cpgs=min_cpgs, in_memory=False)
+        if held_out is None:
+            log.warning("train.state_tissue_prior = auto needs validation samples to choose on; the store has "
+                        "none, so the per-tissue emissions use a prior of %g pseudo-calls", FALLBACK_TISSUE_PRIOR)
+            theta, pi = fit_state_atlas(sampler, model.states.n_states, tissue_prior=FALLBACK_TISSUE_PRIOR)
+        else:
+            theta, pi, chosen, _ = choose_state_atlas(sampler, held_out, model.states.n_states)
+            log.info("fragment-state atlas: kept %s emissions (best validation likelihood)",
+                     "shared" if chosen is None else f"per-tissue, prior {chosen:g}")
+            if chosen is None:  # shared emissions won: the same table for every tissue
+                theta = np.repeat(theta[:, None, :], len(sampler.store.tissues), axis=1)
     model.set_states(theta, pi)
 
 

@@ -1,0 +1,185 @@
+"""Per-tissue emissions of the fragment-state atlas (model.state_emissions = tissue): the EM fit
+against a plain per-read Python EM, its shared limit, the held-out choice between shared and
+per-tissue tables, and the model's head against the likelihood written out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tissuebert.config import load_config
+from tissuebert.data.sampler import TrainSampler
+from tissuebert.data.state_atlas import atlas_loglik, choose_state_atlas, fit_state_atlas, split_reads
+from tissuebert.model.tissuebert import build_model
+from tissuebert.store.sample import unpack_calls
+from tissuebert.testing.synthetic import build_marker_store
+
+
+def _reads(store, split="train"):
+    """[(window, tissue, [(panel CpG, methylated)])] straight from the files, one entry per read."""
+    panel = store.panel
+    out = []
+    for rec in store.samples(split):
+        r = store.reads(rec)
+        codes = unpack_calls(np.asarray(r.calls), panel.max_cpgs)
+        for w, row in zip(np.asarray(r.window_idx), codes):
+            calls = [(int(panel.cpg_ptr[w]) + j, int(c) == 1) for j, c in enumerate(row[:panel.n_cpgs[w]]) if c < 2]
+            if calls:
+                out.append((int(w), rec.tissue_id, calls))
+    return out
+
+
+def _python_em(store, n_states: int, iterations: int, a: float):
+    """Per-tissue EM with dicts and loops: theta[g, t, k] = (m[g,t,k] + a s[g,k]) / (n[g,t,k] + a),
+    s[g, k] = (m[g,k] + 0.5) / (n[g,k] + 1) pooled over the tissues."""
+    panel, reads = store.panel, _reads(store)
+    n_cpgs, n_t = int(panel.cpg_ptr[-1]), len(store.tissues)
+    theta = {(g, t, k): 0.05 + 0.9 * k / (n_states - 1) for g in range(n_cpgs) for t in range(n_t)
+             for k in range(n_states)}
+    pi = {(w, t, k): 1.0 / n_states for w in range(panel.n_windows) for t in range(n_t) for k in range(n_states)}
+    for _ in range(iterations):
+        share = {key: 0.0 for key in pi}
+        meth = {key: 0.0 for key in theta}
+        called = {key: 0.0 for key in theta}
+        for w, t, calls in reads:
+            joint = [math.log(pi[w, t, k]) + sum(math.log(theta[g, t, k] if m else 1 - theta[g, t, k])
+                                                 for g, m in calls) for k in range(n_states)]
+            top = max(joint)
+            z = sum(math.exp(j - top) for j in joint)
+            for k in range(n_states):
+                r = math.exp(joint[k] - top) / z
+                share[w, t, k] += r
+                for g, m in calls:
+                    called[g, t, k] += r
+                    meth[g, t, k] += r * m
+        for w in range(panel.n_windows):
+            for t in range(n_t):
+                total = sum(share[w, t, k] + 1.0 for k in range(n_states))
+                for k in range(n_states):
+                    pi[w, t, k] = (share[w, t, k] + 1.0) / total
+        new = {}
+        for g in range(n_cpgs):
+            for k in range(n_states):
+                s = (sum(meth[g, t, k] for t in range(n_t)) + 0.5) / (sum(called[g, t, k] for t in range(n_t)) + 1.0)
+                for t in range(n_t):
+                    new[g, t, k] = min(max((meth[g, t, k] + a * s) / (called[g, t, k] + a), 1e-4), 1 - 1e-4)
+        theta = new
+    return theta, pi
+
+
+@pytest.fixture(scope="module")
+def graded_store(tmp_path_factory):
+    """Three tissues whose reads methylate every CpG independently at 0.2, 0.5 and 0.8: two states
+    shared by the tissues cannot make the middle one (a mix of a low and a high state is not
+    independent calls at 0.5); each tissue's own two states can."""
+    beta = np.repeat(np.array([[0.2], [0.5], [0.8]]), 5, axis=1)
+    return build_marker_store(tmp_path_factory.mktemp("graded") / "s", tissues=("low", "mid", "high"),
+                              n_windows=5, reads_per_sample=300, beta=beta, seed=7,
+                              splits={"train": 2, "val": 2, "test": 1})
+
+
+@pytest.mark.parametrize("a", [0.5, 20.0])
+def test_per_tissue_em_equals_a_plain_per_read_em(graded_store, a):
+    theta, pi = fit_state_atlas(TrainSampler(graded_store), 2, iterations=2, tissue_prior=a)
+    ref_theta, ref_pi = _python_em(graded_store, 2, 2, a)
+    assert theta.shape == (int(graded_store.panel.cpg_ptr[-1]), 3, 2) and pi.shape == (5, 3, 2)
+    for (g, t, k), value in ref_theta.items():
+        assert theta[g, t, k] == pytest.approx(value, abs=1e-9)
+    for (w, t, k), value in ref_pi.items():
+        assert pi[w, t, k] == pytest.approx(value, abs=1e-9)
+
+
+def test_an_infinite_prior_is_the_shared_fit(graded_store):
+    sampler = TrainSampler(graded_store)
+    shared_theta, shared_pi = fit_state_atlas(sampler, 2, iterations=5)
+    theta, pi = fit_state_atlas(sampler, 2, iterations=5, tissue_prior=1e12)
+    for t in range(3):
+        np.testing.assert_allclose(theta[:, t], shared_theta, atol=1e-8)
+    np.testing.assert_allclose(pi, shared_pi, atol=1e-8)
+
+
+def test_the_held_out_likelihood_chooses_per_tissue_emissions_where_they_are_needed(graded_store):
+    train, val = TrainSampler(graded_store), TrainSampler(graded_store, split="val")
+    theta, pi, chosen, scores = choose_state_atlas(train, val, 2, iterations=30)
+    assert set(scores) == {None, 100.0, 30.0, 10.0}
+    assert chosen is not None and theta.ndim == 3
+    assert scores[chosen] == max(scores.values()) and scores[chosen] > scores[None] + 0.01
+    # the kept fit's score is the held-out likelihood, recomputed read by read
+    total = 0.0
+    reads = _reads(graded_store, "val")
+    for w, t, calls in reads:
+        terms = [math.log(pi[w, t, k]) + sum(math.log(theta[g, t, k] if m else 1 - theta[g, t, k]) for g, m in calls)
+                 for k in range(2)]
+        total += np.logaddexp.reduce(terms)
+    assert scores[chosen] == pytest.approx(total / len(reads), abs=1e-9)
+    assert atlas_loglik(theta, pi, split_reads(val)) == pytest.approx(scores[chosen], abs=1e-12)
+
+
+def test_the_head_with_per_tissue_tables_is_the_atlas_likelihood(graded_store):
+    theta, pi = fit_state_atlas(TrainSampler(graded_store), 2, iterations=3, tissue_prior=10.0)
+    cfg = load_config("tiny", overrides=["model.fragment_states=2", "model.state_emissions=tissue",
+                                         "train.state_source=split"])
+    model = build_model(cfg.model, 3, graded_store.panel)
+    with pytest.raises(ValueError, match="theta of shape"):
+        model.set_states(theta[:, 0], pi)  # shared tables into a per-tissue head
+    model.set_states(theta, pi)
+    panel = graded_store.panel
+    rec = graded_store.samples("train")[1]
+    reads = graded_store.reads(rec)
+    codes_all = unpack_calls(np.asarray(reads.calls)[:4], panel.max_cpgs)
+    for i in range(4):
+        w = int(np.asarray(reads.window_idx)[i])
+        codes = codes_all[i]
+        expected = np.zeros(3)
+        for t in range(3):
+            terms = []
+            for k in range(2):
+                ll = math.log(pi[w, t, k])
+                for j in range(panel.n_cpgs[w]):
+                    if codes[j] < 2:
+                        p = theta[panel.cpg_ptr[w] + j, t, k]
+                        ll += math.log(p if codes[j] == 1 else 1 - p)
+                terms.append(ll)
+            expected[t] = np.logaddexp.reduce(terms)
+        meth = torch.full((1, 148), 2)
+        offsets = panel.padded_offsets()[w]
+        for j in range(panel.n_cpgs[w]):
+            meth[0, offsets[j]] = int(codes[j])
+        window = torch.tensor([w])
+        x = torch.zeros(1, 148, cfg.model.hidden)
+        got = model.states(x, model.panel(window, meth), window, meth)[0].detach().double().numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_per_tissue_settings_are_checked():
+    with pytest.raises(Exception, match="model.state_emissions = tissue needs the fragment-state head"):
+        load_config("tiny", overrides=["model.fragment_states=0", "train.state_source=learned",
+                                       "model.state_emissions=tissue"])
+    with pytest.raises(Exception, match="train.state_tissue_prior must be 'auto' or a number"):
+        load_config("tiny", overrides=["train.state_tissue_prior=0"])
+    assert load_config("tiny", overrides=["train.state_tissue_prior=30"]).train.state_tissue_prior == 30.0
+    with pytest.raises(ValueError, match="per-tissue emission prior must be > 0"):
+        fit_state_atlas(None, 2, tissue_prior=-1.0)
+
+
+def test_a_fit_continues_exactly_from_its_start(graded_store):
+    """Five iterations equal three, then two more from where they ended; a shared start is every
+    tissue's start when the continuation has per-tissue emissions."""
+    sampler = TrainSampler(graded_store)
+    reads = split_reads(sampler)
+    for a in (None, 20.0):
+        whole = fit_state_atlas(sampler, 2, iterations=5, tissue_prior=a, reads=reads)
+        part = fit_state_atlas(sampler, 2, iterations=3, tissue_prior=a, reads=reads)
+        rest = fit_state_atlas(sampler, 2, iterations=2, tissue_prior=a, reads=reads, start=part)
+        np.testing.assert_allclose(rest[0], whole[0], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(rest[1], whole[1], rtol=0, atol=1e-12)
+    shared = fit_state_atlas(sampler, 2, iterations=3, reads=reads)
+    one = fit_state_atlas(sampler, 2, iterations=1, tissue_prior=20.0, reads=reads, start=shared)
+    by_hand = fit_state_atlas(sampler, 2, iterations=1, tissue_prior=20.0, reads=reads,
+                              start=(np.repeat(shared[0][:, None, :], 3, axis=1), shared[1]))
+    np.testing.assert_array_equal(one[0], by_hand[0])
+    with pytest.raises(ValueError, match="start theta"):
+        fit_state_atlas(sampler, 2, iterations=1, reads=reads, start=one)
