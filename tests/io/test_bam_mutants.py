@@ -20,8 +20,20 @@ test names the mutants it kills; each was applied by hand to a scratch copy and 
 - ``test_a_deleted_c_is_not_a_call``: ``r2q[look] < 0`` -> ``< -1``; ``or`` -> ``and``.
 - ``test_bisulfite_calls_near_the_contig_start``: ``query0 + site - ref0`` -> ``site % ref0``.
 - ``test_bismark_format_given_as_a_built_string``: ``fmt == "bismark"`` -> ``fmt is "bismark"``.
-- ``test_open_bam_refuses_files_that_are_not_bam``: the ``except (OSError, ValueError)`` with either
-  replaced.
+- ``test_open_bam_refuses_files_that_are_not_bam``: the ``except (OSError, ValueError)`` with
+  ``ValueError`` replaced (every bad file tried makes pysam raise ValueError: the ``OSError`` is
+  for read errors, not reproduced here).
+- ``test_reads_without_cpgs_give_empty_calls``: ``_EMPTY_POS`` / ``_EMPTY_CODE`` of size 1, the
+  early return's ``np.zeros(0)`` -> ``1``, ``-1``.
+- ``test_skipped_regions_advance_the_reference`` (N in the CIGAR): ``op in (2, 3)`` -> ``(2, 2)``,
+  ``(2, 4)`` in ``ref_to_query`` and ``match_blocks``.
+- ``test_md_that_does_not_fit_the_cigar``: ``except IndexError`` replaced.
+- ``test_explicit_mode_leaves_unlisted_cs_uncalled``: ``entry.split(",", 1)`` -> ``split(",", 0)``.
+- ``test_other_modifications_are_not_5mc``: ``base == "C" and code == "m"`` -> ``or``,
+  ``code <= "m"``, ``code is not "m"``; ``_mm_implicit``'s ``and`` -> ``or`` and its ``return
+  False`` -> ``True``.
+- ``test_modification_calls_near_the_contig_start``: ``look < end - start`` -> ``end % start``.
+- ``test_forward_read_starting_at_the_g`` also: ``0 <= look`` -> ``-1 <= look``.
 """
 
 from __future__ import annotations
@@ -69,6 +81,53 @@ def test_ref_to_query_marks_deleted_bases():
     assert r2q.tolist() == list(range(10)) + [-1, -1] + list(range(10, 20))
 
 
+def test_skipped_regions_advance_the_reference():
+    read = _read(92, SEQ[92:98] + SEQ[102:136], cigar="6M4N34M")  # 98..101 skipped: CpG 100 not aligned
+    assert ref_to_query(read).tolist() == list(range(6)) + [-1] * 4 + list(range(6, 40))
+    seq, xm = bisulfite_read(102, 34, {110: 1, 130: 0}, bottom=False)
+    read = _read(92, SEQ[92:98] + seq, cigar="6M4N34M", tags={"XG": "CT", "XM": "." * 6 + xm})
+    assert _calls(bisulfite_calls(read, "bismark", list(CPG_C))) == {110: METH_M, 130: METH_U}
+
+
+def test_reads_without_cpgs_give_empty_calls():
+    seq, xm = bisulfite_read(150, 40, {}, bottom=False)
+    for pos, code in (bisulfite_calls(_read(150, seq, tags={"XG": "CT", "XM": xm}), "bismark", list(CPG_C)),
+                      modification_calls(_mm(150, 40, [240]), CPGS, 0.5)):
+        assert pos.shape == (0,) and code.shape == (0,) and code.dtype == np.uint8
+
+
+def test_md_that_does_not_fit_the_cigar():
+    from tissuebert.io.bam import rebuild_reference
+
+    read = _read(95, SEQ[95:105], tags={"MD": "12A0"})  # a mismatch past the read's 10 aligned bases
+    with pytest.raises(InputFormatError, match="does not fit its CIGAR"):
+        rebuild_reference(read)
+
+
+def test_explicit_mode_leaves_unlisted_cs_uncalled():
+    read = _mm(95, 40, [240])  # '?' mode: only the first C (100) listed
+    assert _calls(modification_calls(read, CPGS, 0.5)) == {100: METH_M, 110: METH_NONE, 130: METH_NONE}
+    implicit = _mm(95, 40, [240], mode=".")  # '.' mode: unlisted Cs are unmodified
+    assert _calls(modification_calls(implicit, CPGS, 0.5)) == {100: METH_M, 110: METH_U, 130: METH_U}
+
+
+def test_other_modifications_are_not_5mc():
+    """5hmC (C+h) beside 5mC: only the m probabilities make calls, and the m entry's own mode
+    (implicit '.') decides the unlisted Cs even when the h entry (explicit '?') comes first."""
+    seq = SEQ[95:135]
+    both = _read(95, seq, tags={"MM": "C+m?,0,0,0;C+h?,0,0,0;", "ML": array.array("B", [240, 240, 240, 10, 10, 10])})
+    assert _calls(modification_calls(both, CPGS, 0.5)) == {100: METH_M, 110: METH_M, 130: METH_M}
+    h_first = _read(95, seq, tags={"MM": "C+h?,0;C+m.,1;", "ML": array.array("B", [10, 240])})
+    assert _calls(modification_calls(h_first, CPGS, 0.5)) == {100: METH_U, 110: METH_M, 130: METH_U}
+    only_h = _read(95, seq, tags={"MM": "C+h.,0,0,0;", "ML": array.array("B", [240, 240, 240])})
+    assert _calls(modification_calls(only_h, CPGS, 0.5)) == {100: METH_NONE, 110: METH_NONE, 130: METH_NONE}
+
+
+def test_modification_calls_near_the_contig_start():
+    read = _mm(20, 100, [240, 10])  # 20..119: the Cs of 100 and 110
+    assert _calls(modification_calls(read, CPGS, 0.5)) == {100: METH_M, 110: METH_U}
+
+
 def test_sequence_match_and_mismatch_ops_align_like_m():
     seq, xm = bisulfite_read(95, 40, {100: 1, 110: 0, 130: 1}, bottom=False)
     plain = _read(95, seq, tags={"XG": "CT", "XM": xm})
@@ -113,15 +172,15 @@ def test_reverse_read_ending_at_the_c():
 
 def test_forward_read_starting_at_the_g():
     """CpG 100's C lies before the read (a candidate of the look-back): skipped, the rest called."""
-    read = _mm(101, 40, [240, 10])  # Cs of 110 and 130
+    read = _mm(101, 30, [240, 10])  # Cs of 110 and 130, the last base (where look = -1 would reach)
     assert _calls(modification_calls(read, CPGS, 0.5)) == {110: METH_M, 130: METH_U}
 
 
 def test_a_mismatch_at_the_c_is_not_a_call():
     seq = list(SEQ[95:135])
-    seq[5] = "A"  # a SNP at CpG 100's C
-    read = _mm(95, 40, [240, 10], seq="".join(seq))  # the remaining Cs: 110, 130
-    assert _calls(modification_calls(read, CPGS, 0.5)) == {110: METH_M, 130: METH_U}
+    seq[5], seq[15] = "A", "T"  # SNPs at the Cs of CpG 100 (a base before C) and 110 (after it)
+    read = _mm(95, 40, [240], seq="".join(seq))  # the remaining C: 130
+    assert _calls(modification_calls(read, CPGS, 0.5)) == {130: METH_M}
 
 
 def test_a_deleted_c_is_not_a_call():
@@ -136,9 +195,9 @@ def test_a_deleted_c_is_not_a_call():
 def test_bisulfite_calls_near_the_contig_start():
     """A spliced read (N) whose second block starts at 20 and holds CpG 100's C: the query index
     is query0 + site - ref0 = 6 + 80 = 86, where site % ref0 would read index 6."""
-    first = SEQ[14:20]  # 6 bases at 14..19
+    first = SEQ[10:16]  # 6 bases at 10..15, then 16..19 skipped
     second, xm2 = bisulfite_read(20, 100, {100: 0}, bottom=False)
-    read = _read(14, first + second, cigar="6M0N100M", tags={"XG": "CT", "XM": "." * 6 + xm2})
+    read = _read(10, first + second, cigar="6M4N100M", tags={"XG": "CT", "XM": "." * 6 + xm2})
     assert _calls(bisulfite_calls(read, "bismark", list(CPG_C))) == {100: METH_U, 110: METH_NONE}
 
 
