@@ -299,7 +299,7 @@ def prime_states(model: TissueBERT, sampler: TrainSampler, source: str, tissue_p
             theta, pi = fit_state_atlas(sampler, model.states.n_states, tissue_prior=FALLBACK_TISSUE_PRIOR)
         else:
             theta, pi, chosen, _ = choose_state_atlas(sampler, held_out, model.states.n_states)
-            log.info("fragment-state atlas: kept %s emissions (best validation likelihood)",
+            log.info("fragment-state atlas: kept %s emissions (smallest held-out mixture error)",
                      "shared" if chosen is None else f"per-tissue, prior {chosen:g}")
             if chosen is None:  # shared emissions won: the same table for every tissue
                 theta = np.repeat(theta[:, None, :], len(sampler.store.tissues), axis=1)
