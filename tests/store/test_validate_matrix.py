@@ -2,6 +2,15 @@
 store/validate.py (and of the manifest / panel readers it calls first); each must be refused with
 the message of that check, not of another. Structural cases run without checksums, so the check
 under test (not the sha256 one) is the first to see the damage.
+
+Each inequality check is damaged in both directions (more and fewer windows, a CpG offset at and
+far past the window, a recorded digest that sorts before and after the file's), and each message
+is matched up to its numbers: a cosmic-ray run on store/validate.py (issue 17, docs/testing.md)
+found ``!=`` -> ``<`` or ``>``, ``>=`` -> ``==``, ``diff < 0`` -> ``< -1`` and the expected
+``window_ptr`` shape in the message surviving a matrix that damaged one direction only; the cases
+added for them ("..., fewer", "... far past ...", "... sorts last", "dips by one", "two slots
+beyond", "cpg_ptr too short" / "from -1", "calls dtype int8") were each checked against the
+mutant, applied by hand.
 """
 
 from __future__ import annotations
@@ -95,6 +104,19 @@ def _call_beyond_the_window(store: Path) -> None:
         f[STORE.CALLS][...] = calls
 
 
+def _call_two_slots_beyond_the_window(store: Path) -> None:
+    # a U call in the last slot of a read whose window ends two or more slots before it (the slot
+    # right after the window's CpGs stays 'no call')
+    panel = read_panel(store / STORE.PANEL)
+    with h5py.File(_sample_file(store), "r+") as f:
+        windows = f[STORE.READ_WINDOW][()]
+        calls = f[STORE.CALLS][()]
+        slots = calls.shape[1] * 4
+        row = int(np.flatnonzero(panel.n_cpgs[windows] < slots - 1)[0])
+        calls[row, -1] = calls[row, -1] & 0b00111111
+        f[STORE.CALLS][...] = calls
+
+
 def _duplicate_sample(data) -> None:
     data["samples"].append(dict(data["samples"][0]))
 
@@ -120,6 +142,8 @@ CASES = {
                        "panel.h5 checksum differs from the manifest"),
     "panel window count": (lambda s: _manifest(s, lambda d: d.update(n_windows=4)), False,
                            "panel has 3 windows, manifest says 4"),
+    "panel window count, fewer": (lambda s: _manifest(s, lambda d: d.update(n_windows=2)), False,
+                                  "panel has 3 windows, manifest says 2"),
     "dna dtype": (lambda s: _panel(s, STORE.DNA, lambda v: v.astype(np.int16)), False,
                   f"dna_tokens must be uint8 (3, {N_TOKENS}), got int16"),
     "dna shape": (lambda s: _panel(s, STORE.DNA, lambda v: v[:, :-1]), False, "dna_tokens must be uint8"),
@@ -127,6 +151,14 @@ CASES = {
                                     f"dna_tokens hold a value >= vocabulary size {DNA_VOCAB}"),
     "cpg_ptr not monotone": (lambda s: _panel(s, STORE.CPG_PTR, lambda v: _set(v, 1, v[-1] + 1)), False,
                              "cpg_ptr is not a monotone"),
+    "cpg_ptr too short": (lambda s: _panel(s, STORE.CPG_PTR, lambda v: v[:-1]), False, "cpg_ptr is not a monotone"),
+    "cpg_ptr from -1": (lambda s: _panel(s, STORE.CPG_PTR, lambda v: _set(v.astype(np.int64), 0, -1)), False,
+                        "cpg_ptr is not a monotone"),
+    "cpg_offset and cpg_index shorter than cpg_ptr": (
+        lambda s: (_panel(s, STORE.CPG_INDEX, lambda v: v[:-1]), _panel(s, STORE.CPG_OFFSET, lambda v: v[:-1])), False,
+        "cpg_offset / cpg_index lengths disagree with cpg_ptr"),
+    "cpg offset far past the window": (lambda s: _panel(s, STORE.CPG_OFFSET, lambda v: _set(v, 0, N_TOKENS + 7)),
+                                       False, f"a CpG offset is >= {N_TOKENS}"),
     "cpg_ptr not from 0": (lambda s: _panel(s, STORE.CPG_PTR, lambda v: _set(v, 0, 1)), False,
                            "cpg_ptr is not a monotone"),
     "cpg_index length": (lambda s: _panel(s, STORE.CPG_INDEX, lambda v: v[:-1]), False,
@@ -138,6 +170,8 @@ CASES = {
     "legacy panel hash": (_legacy_hash, False, "store made by tissuebert <= 0.1.0"),
     "panel hash": (lambda s: _manifest(s, lambda d: d.update(panel_hash="0" * 16)), False,
                    "differs from the manifest's 0000000000000000"),
+    "panel hash that sorts last": (lambda s: _manifest(s, lambda d: d.update(panel_hash="f" * 16)), False,
+                                   "differs from the manifest's ffffffffffffffff"),
     # manifest contents (validate_store)
     "no tissues": (lambda s: _manifest(s, lambda d: d.update(tissues=[])), False, "manifest lists no tissues"),
     "duplicate sample": (lambda s: _manifest(s, _duplicate_sample), False, "duplicate sample id 's1'"),
@@ -150,6 +184,8 @@ CASES = {
     "tissue id": (lambda s: _manifest(s, lambda d: d["samples"][0].update(tissue_id=3)), False,
                   "tissue 'liver' / id 3 do not match the tissue list"),
     "sample checksum": (lambda s: _flip_last_byte(_sample_file(s)), True, "checksum mismatch"),
+    "sample checksum that sorts last": (lambda s: _manifest(s, lambda d: d["samples"][0].update(sha256="f" * 64)),
+                                        True, "checksum mismatch (manifest ffffffffffff..."),
     "sample truncated": (lambda s: _truncate(_sample_file(s)), False, "cannot read sample 's1'"),
     "sample dataset missing": (lambda s: _sample(s, STORE.WINDOW_PTR, lambda v: None), False,
                                "dataset 'reads/window_ptr' missing"),
@@ -159,13 +195,21 @@ CASES = {
                          "dtypes must be uint32 window_idx / uint8 calls, got int64 / uint8"),
     "calls dtype": (lambda s: _sample(s, STORE.CALLS, lambda v: v.astype(np.uint16)), False,
                     "got uint32 / uint16"),
+    "calls dtype int8": (lambda s: _sample(s, STORE.CALLS, lambda v: v.astype(np.int8)), False, "got uint32 / int8"),
     "calls shape": (lambda s: _sample(s, STORE.CALLS, lambda v: np.pad(v, ((0, 0), (0, 1)))), False,
                     "calls shape (7, "),
-    "window_ptr shape": (lambda s: _sample(s, STORE.WINDOW_PTR, lambda v: v[:-1]), False, "window_ptr shape (3,)"),
+    "window_ptr shape": (lambda s: _sample(s, STORE.WINDOW_PTR, lambda v: v[:-1]), False,
+                         "window_ptr shape (3,), expected (4,)"),
     "window_ptr not monotone": (lambda s: _sample(s, STORE.WINDOW_PTR, lambda v: _set(v, 1, v[-1] + 1)), False,
                                 "window_ptr is not a monotone offset array"),
     "window_ptr total": (lambda s: _sample(s, STORE.WINDOW_PTR, lambda v: _set(v, -1, v[-1] - 1)), False,
                          "window_ptr is not a monotone offset array"),
+    "window_ptr total, more": (lambda s: _sample(s, STORE.WINDOW_PTR, lambda v: _set(v, -1, v[-1] + 1)), False,
+                               "window_ptr is not a monotone offset array"),
+    "window_ptr dips by one": (lambda s: _sample(s, STORE.WINDOW_PTR, lambda v: _set(v, 1, v[2] + 1)), False,
+                               "window_ptr is not a monotone offset array"),
+    "window_idx far out of range": (lambda s: _sample(s, STORE.READ_WINDOW, lambda v: _set(v, -1, 8)), False,
+                                    "window_idx out of range or not sorted"),
     "window_idx out of range": (lambda s: _sample(s, STORE.READ_WINDOW, lambda v: _set(v, -1, 3)), False,
                                 "window_idx out of range or not sorted"),
     "window_idx unsorted": (lambda s: _sample(s, STORE.READ_WINDOW, lambda v: v[::-1].copy()), False,
@@ -173,6 +217,8 @@ CASES = {
     "reserved call code": (lambda s: _sample(s, STORE.CALLS, lambda v: _set(v, (0, 0), 0xFF)), False,
                            "calls hold the reserved 2-bit code 3"),
     "call beyond the window's CpGs": (_call_beyond_the_window, False, "a read has calls beyond its window's CpGs"),
+    "call two slots beyond the window's CpGs": (_call_two_slots_beyond_the_window, False,
+                                                "a read has calls beyond its window's CpGs"),
 }
 
 
