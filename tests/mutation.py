@@ -48,8 +48,8 @@ COSMIC_RAY = str(Path(sys.executable).parent / "cosmic-ray")  # installed beside
 MODULES = {
     "io/pat.py": "tests/io/test_pat_mutants.py tests/io/test_pat_index.py tests/io/test_parsers_property.py "
                  "tests/prepare/test_pat_golden.py tests/prepare/test_bad_input.py",
-    "io/bam.py": "tests/io/test_bam_mutants.py tests/io/test_parsers_property.py tests/io/test_bam_real.py tests/prepare/test_bam_golden.py "
-                 "tests/prepare/test_coordinates.py tests/prepare/test_bad_input.py",
+    "io/bam.py": "tests/io/test_bam_mutants.py tests/io/test_parsers_property.py tests/io/test_bam_real.py "
+                 "tests/prepare/test_bam_golden.py tests/prepare/test_coordinates.py tests/prepare/test_bad_input.py",
     "store/sample.py": "tests/io/test_parsers_property.py tests/store tests/core/test_core_store.py",
     "store/validate.py": "tests/store",
     "data/sampler.py": "tests/data/test_sampler.py",
