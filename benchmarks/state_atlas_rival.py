@@ -30,10 +30,11 @@ import torch
 from tissuebert.config import config_from_dict, config_to_dict
 from tissuebert.constants import CKPT
 from tissuebert.data.sampler import TrainSampler
-from tissuebert.data.state_atlas import choose_state_atlas, fit_state_atlas
+from tissuebert.data.state_atlas import fit_state_atlas
 from tissuebert.inference.checkpoint import load_checkpoint, save_checkpoint
 from tissuebert.model.tissuebert import build_model
 from tissuebert.store.store import Store
+from tissuebert.train.atlas_choice import choose_state_atlas
 
 
 def state_checkpoint(template: dict, store: Store, theta: np.ndarray, pi: np.ndarray) -> dict:

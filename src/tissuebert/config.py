@@ -63,7 +63,8 @@ class ModelConfig(_Section):
         if self.fragment_states == 1:
             raise ValueError("model.fragment_states must be 0 (off) or >= 2 states")
         if self.state_emissions == "tissue" and not self.fragment_states:
-            raise ValueError("model.state_emissions = tissue needs the fragment-state head: set model.fragment_states >= 2")
+            raise ValueError("model.state_emissions = tissue needs the fragment-state head: set model.fragment_states >= 2 "
+                             "(or model.state_emissions = shared)")
         return self
 
 

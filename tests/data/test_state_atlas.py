@@ -95,7 +95,8 @@ def test_em_recovers_two_clean_states(tmp_path):
 
 def test_the_model_starts_from_the_fit(mixed_store):
     theta, pi = fit_state_atlas(TrainSampler(mixed_store), 3, iterations=2)
-    cfg = load_config("tiny", overrides=["model.fragment_states=3", "train.state_source=split"])
+    cfg = load_config("tiny", overrides=["model.fragment_states=3", "model.state_emissions=shared",
+                                         "train.state_source=split"])
     model = build_model(cfg.model, 3, mixed_store.panel)
     model.set_states(theta, pi)
     with pytest.raises(ValueError, match="theta of shape"):
@@ -144,8 +145,8 @@ def test_training_keeps_the_fitted_tables_and_trains_the_correction(mixed_store,
     from tissuebert.inference.checkpoint import load_checkpoint
 
     run = tmp_path / "run"
-    args = sets(*FAST, "model.fragment_states=3", "train.state_source=split", "train.epochs=2",
-                "train.steps_per_epoch=5")
+    args = sets(*FAST, "model.fragment_states=3", "model.state_emissions=shared", "train.state_source=split",
+                "train.epochs=2", "train.steps_per_epoch=5")
     assert main(["train", "--store", str(mixed_store.root), "--out", str(run), "--preset", "tiny", *args]) == 0
     weights = load_checkpoint(run / RUN.CHECKPOINTS / "last.pt")[CKPT.MODEL]
     theta, pi = fit_state_atlas(TrainSampler(mixed_store), 3)
@@ -156,3 +157,29 @@ def test_training_keeps_the_fitted_tables_and_trains_the_correction(mixed_store,
     prior = weights["states.prior.weight"].double().numpy().reshape(pi.shape)
     np.testing.assert_allclose(prior, np.log(pi), rtol=1e-6, atol=1e-6)
     assert float(weights["states.token.weight"].abs().max()) > 1e-4  # trained away from its zero start
+
+
+@pytest.mark.slow  # end to end: a short training run
+def test_training_with_auto_emissions_keeps_the_chosen_fit(mixed_store, tmp_path):
+    """train.state_tissue_prior = auto (the tiny default): the checkpoint's emission table is the
+    fit `choose_state_atlas` keeps on the store's validation reads, tissue by tissue."""
+    from tests.support.trainhelpers import FAST, sets
+    from tissuebert.cli.app import main
+    from tissuebert.constants import CKPT, RUN
+    from tissuebert.inference.checkpoint import load_checkpoint
+    from tissuebert.train.atlas_choice import choose_state_atlas
+
+    run = tmp_path / "run"
+    args = sets(*FAST, "model.fragment_states=3", "model.state_emissions=tissue", "train.state_tissue_prior=auto",
+                "train.state_source=split", "train.epochs=1", "train.steps_per_epoch=3")
+    assert main(["train", "--store", str(mixed_store.root), "--out", str(run), "--preset", "tiny", *args]) == 0
+    weights = load_checkpoint(run / RUN.CHECKPOINTS / "last.pt")[CKPT.MODEL]
+    theta, pi, chosen, _ = choose_state_atlas(TrainSampler(mixed_store), TrainSampler(mixed_store, split="val"), 3)
+    if theta.ndim == 2:
+        theta = np.repeat(theta[:, None, :], 3, axis=1)
+    emission = weights["states.emission.weight"].double().numpy()  # (features, T x K), column t K + k
+    assert emission.shape == (2 * theta.shape[0] + 1, 9)
+    np.testing.assert_allclose(emission[1:-1:2], np.log(theta).reshape(theta.shape[0], 9), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(emission[0:-1:2], np.log1p(-theta).reshape(theta.shape[0], 9), rtol=1e-6, atol=1e-6)
+    prior = weights["states.prior.weight"].double().numpy().reshape(pi.shape)
+    np.testing.assert_allclose(prior, np.log(pi), rtol=1e-6, atol=1e-6)

@@ -12,17 +12,11 @@ import torch
 
 from tissuebert.config import load_config
 from tissuebert.data.sampler import TrainSampler
-from tissuebert.data.state_atlas import (
-    atlas_loglik,
-    atlas_tissue_loglik,
-    choose_state_atlas,
-    fit_state_atlas,
-    mixture_error,
-    split_reads,
-)
+from tissuebert.data.state_atlas import atlas_loglik, atlas_tissue_loglik, fit_state_atlas, split_reads
 from tissuebert.model.tissuebert import build_model
 from tissuebert.store.sample import unpack_calls
 from tissuebert.testing.synthetic import build_marker_store
+from tissuebert.train.atlas_choice import choose_state_atlas, mixture_error
 
 
 def _reads(store, split="train"):

@@ -66,7 +66,7 @@ def test_fragment_state_head_is_a_mixture_over_states_of_the_reads_calls():
     """With the encoder's correction at zero (its initial value) the head is exactly the
     per-window latent-state likelihood log sum_k pi[w, t, k] prod_j p(call_j | k), computed here
     from the panel's CpG numbering by hand."""
-    cfg = load_config("tiny", overrides=["model.fragment_states=3"]).model
+    cfg = load_config("tiny", overrides=["model.fragment_states=3", "model.state_emissions=shared"]).model
     torch.manual_seed(0)
     model = build_model(cfg, 4, panel_buffers(HandPanel())).eval()
     head = model.states

@@ -10,7 +10,7 @@ FAST = ["model.n_layers=1", "model.hidden=32", "model.n_heads=2", "model.ffn=64"
 
 
 # the tiny preset's fragment-state head off: for tests of the other routes
-NO_STATES = ["model.fragment_states=0", "train.state_source=learned"]
+NO_STATES = ["model.fragment_states=0", "model.state_emissions=shared", "train.state_source=learned"]
 
 
 def sets(*items: str) -> list[str]:

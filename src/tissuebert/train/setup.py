@@ -283,7 +283,8 @@ def prime_states(model: TissueBERT, sampler: TrainSampler, source: str, tissue_p
     split (a new run only; every rank fits the same deterministic EM; :func:`freeze_states` keeps it)."""
     if source != "split" or model.states is None:
         return
-    from tissuebert.data.state_atlas import choose_state_atlas, fit_state_atlas
+    from tissuebert.data.state_atlas import fit_state_atlas
+    from tissuebert.train.atlas_choice import choose_state_atlas
 
     if not model.states.per_tissue:
         theta, pi = fit_state_atlas(sampler, model.states.n_states)
