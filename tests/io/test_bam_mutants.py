@@ -19,7 +19,11 @@ test names the mutants it kills; each was applied by hand to a scratch copy and 
   ``break``.
 - ``test_a_deleted_c_is_not_a_call``: ``r2q[look] < 0`` -> ``< -1``; ``or`` -> ``and``.
 - ``test_bisulfite_calls_near_the_contig_start``: ``query0 + site - ref0`` -> ``site % ref0``.
-- ``test_bismark_format_given_as_a_built_string``: ``fmt == "bismark"`` -> ``fmt is "bismark"``.
+- ``test_bismark_format_given_as_a_built_string``: ``fmt == "bismark"`` -> ``fmt is "bismark"``, in
+  ``is_bottom_strand`` and in ``bisulfite_calls`` (where a Bismark read without XM must be refused,
+  not called from its bases).
+- ``test_long_reverse_read_ending_at_the_c``: ``look < end - start`` -> ``look is not end - start``
+  (CPython caches ints up to 256 only: a read longer than that).
 - ``test_open_bam_refuses_files_that_are_not_bam``: the ``except (OSError, ValueError)`` with
   ``ValueError`` replaced (every bad file tried makes pysam raise ValueError: the ``OSError`` is
   for read errors, not reproduced here).
@@ -207,6 +211,14 @@ def test_bismark_format_given_as_a_built_string():
     seq, xm = bisulfite_read(95, 40, {100: 1, 110: 0, 130: 1}, bottom=False)
     read = _read(95, seq, tags={"XG": "CT", "XM": xm})
     assert _calls(bisulfite_calls(read, fmt, list(CPG_C))) == {100: METH_M, 110: METH_U, 130: METH_M}
+    with pytest.raises(InputFormatError, match="lacks the XM tag"):
+        bisulfite_calls(_read(95, seq, tags={"XG": "CT"}), fmt, list(CPG_C))
+
+
+def test_long_reverse_read_ending_at_the_c():
+    """A 300-base reverse read (101..400) ending on CpG 400's C: its G (401) is past the read."""
+    read = _mm(101, 300, [240, 10, 240, 10], flag=16)  # the Gs of 250, 130, 110, 100 (5' end first)
+    assert _calls(modification_calls(read, CPGS, 0.5)) == {100: METH_U, 110: METH_M, 130: METH_U, 250: METH_M}
 
 
 @pytest.mark.parametrize("content", [b"chr1\t1\t2\n" * 50, b"BAM\x01" + b"\x00" * 3])
