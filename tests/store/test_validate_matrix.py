@@ -146,11 +146,27 @@ CASES = {
                                   "panel has 3 windows, manifest says 2"),
     "dna dtype": (lambda s: _panel(s, STORE.DNA, lambda v: v.astype(np.int16)), False,
                   f"dna_tokens must be uint8 (3, {N_TOKENS}), got int16"),
+    "dna dtype int8": (lambda s: _panel(s, STORE.DNA, lambda v: v.astype(np.int8)), False,
+                       f"dna_tokens must be uint8 (3, {N_TOKENS}), got int8"),
+    "dna shape, wider": (lambda s: _panel(s, STORE.DNA, lambda v: np.pad(v, ((0, 0), (0, 1)))), False,
+                         "dna_tokens must be uint8"),
+    "dna token far out of vocabulary": (lambda s: _panel(s, STORE.DNA, lambda v: _set(v, (0, 0), DNA_VOCAB + 3)),
+                                        False, f"dna_tokens hold a value >= vocabulary size {DNA_VOCAB}"),
     "dna shape": (lambda s: _panel(s, STORE.DNA, lambda v: v[:, :-1]), False, "dna_tokens must be uint8"),
     "dna token out of vocabulary": (lambda s: _panel(s, STORE.DNA, lambda v: _set(v, (0, 0), DNA_VOCAB)), False,
                                     f"dna_tokens hold a value >= vocabulary size {DNA_VOCAB}"),
     "cpg_ptr not monotone": (lambda s: _panel(s, STORE.CPG_PTR, lambda v: _set(v, 1, v[-1] + 1)), False,
                              "cpg_ptr is not a monotone"),
+    "cpg_ptr too long": (lambda s: _panel(s, STORE.CPG_PTR, lambda v: np.append(v, v[-1])), False,
+                         "cpg_ptr is not a monotone"),
+    "cpg_ptr dips by one": (lambda s: _panel(s, STORE.CPG_PTR, lambda v: _set(v, 1, v[2] + 1)), False,
+                            "cpg_ptr is not a monotone"),
+    "cpg_offset and cpg_index longer than cpg_ptr": (
+        lambda s: (_panel(s, STORE.CPG_INDEX, lambda v: np.append(v, v[-1])),
+                   _panel(s, STORE.CPG_OFFSET, lambda v: np.append(v, v[-1]))), False,
+        "cpg_offset / cpg_index lengths disagree with cpg_ptr"),
+    "cpg_index longer than cpg_offset": (lambda s: _panel(s, STORE.CPG_INDEX, lambda v: np.append(v, v[-1])), False,
+                                         "cpg_offset / cpg_index lengths disagree with cpg_ptr"),
     "cpg_ptr too short": (lambda s: _panel(s, STORE.CPG_PTR, lambda v: v[:-1]), False, "cpg_ptr is not a monotone"),
     "cpg_ptr from -1": (lambda s: _panel(s, STORE.CPG_PTR, lambda v: _set(v.astype(np.int64), 0, -1)), False,
                         "cpg_ptr is not a monotone"),
@@ -167,6 +183,14 @@ CASES = {
                                    f"a CpG offset is >= {N_TOKENS}"),
     "max_cpgs": (lambda s: _manifest(s, lambda d: d.update(max_cpgs=d["max_cpgs"] + 1)), False,
                  "panel max_cpgs / call_bytes disagree with the manifest"),
+    "max_cpgs, fewer": (lambda s: _manifest(s, lambda d: d.update(max_cpgs=d["max_cpgs"] - 1)), False,
+                        "panel max_cpgs / call_bytes disagree with the manifest"),
+    "call_bytes, more": (lambda s: _manifest(s, lambda d: d.update(call_bytes=d["call_bytes"] + 1)), False,
+                         "panel max_cpgs / call_bytes disagree with the manifest"),
+    "call_bytes, fewer": (lambda s: _manifest(s, lambda d: d.update(call_bytes=d["call_bytes"] - 1)), False,
+                          "panel max_cpgs / call_bytes disagree with the manifest"),
+    "panel checksum that sorts last": (lambda s: _manifest(s, lambda d: d.update(panel_sha256="f" * 64)), True,
+                                       "panel.h5 checksum differs from the manifest"),
     "legacy panel hash": (_legacy_hash, False, "store made by tissuebert <= 0.1.0"),
     "panel hash": (lambda s: _manifest(s, lambda d: d.update(panel_hash="0" * 16)), False,
                    "differs from the manifest's 0000000000000000"),
@@ -183,6 +207,12 @@ CASES = {
                     "tissue 'lung' / id 0 do not match the tissue list"),
     "tissue id": (lambda s: _manifest(s, lambda d: d["samples"][0].update(tissue_id=3)), False,
                   "tissue 'liver' / id 3 do not match the tissue list"),
+    "tissue id -1": (lambda s: _manifest(s, lambda d: d["samples"][0].update(tissue_id=-1)), False,
+                     "tissue 'liver' / id -1 do not match the tissue list"),
+    "tissue id one past the list": (lambda s: _manifest(s, lambda d: d["samples"][0].update(tissue_id=1)), False,
+                                    "tissue 'liver' / id 1 do not match the tissue list"),
+    "tissue name that sorts first": (lambda s: _manifest(s, lambda d: d["samples"][0].update(tissue="blood")), False,
+                                     "tissue 'blood' / id 0 do not match the tissue list"),
     "sample checksum": (lambda s: _flip_last_byte(_sample_file(s)), True, "checksum mismatch"),
     "sample checksum that sorts last": (lambda s: _manifest(s, lambda d: d["samples"][0].update(sha256="f" * 64)),
                                         True, "checksum mismatch (manifest ffffffffffff..."),
@@ -191,6 +221,11 @@ CASES = {
                                "dataset 'reads/window_ptr' missing"),
     "read count": (lambda s: _manifest(s, lambda d: d["samples"][0].update(n_reads=8)), False,
                    "holds 7 reads, manifest says 8"),
+    "read count, fewer": (lambda s: _manifest(s, lambda d: d["samples"][0].update(n_reads=6)), False,
+                          "holds 7 reads, manifest says 6"),
+    "window_idx dtype uint16": (lambda s: _sample(s, STORE.READ_WINDOW, lambda v: v.astype(np.uint16)), False,
+                                "dtypes must be uint32 window_idx / uint8 calls, got uint16 / uint8"),
+    "calls, fewer rows": (lambda s: _sample(s, STORE.CALLS, lambda v: v[:-1]), False, "calls shape (6, 1), expected (7, 1)"),
     "window_idx dtype": (lambda s: _sample(s, STORE.READ_WINDOW, lambda v: v.astype(np.int64)), False,
                          "dtypes must be uint32 window_idx / uint8 calls, got int64 / uint8"),
     "calls dtype": (lambda s: _sample(s, STORE.CALLS, lambda v: v.astype(np.uint16)), False,
@@ -200,6 +235,12 @@ CASES = {
                     "calls shape (7, "),
     "window_ptr shape": (lambda s: _sample(s, STORE.WINDOW_PTR, lambda v: v[:-1]), False,
                          "window_ptr shape (3,), expected (4,)"),
+    "window_ptr too long": (lambda s: _sample(s, STORE.WINDOW_PTR, lambda v: np.append(v, v[-1])), False,
+                            "window_ptr shape (5,), expected (4,)"),
+    "window_ptr from -1": (lambda s: _sample(s, STORE.WINDOW_PTR, lambda v: _set(v.astype(np.int64), 0, -1)), False,
+                           "window_ptr is not a monotone offset array"),
+    "window_ptr from 1": (lambda s: _sample(s, STORE.WINDOW_PTR, lambda v: _set(v, 0, 1)), False,
+                          "window_ptr is not a monotone offset array"),
     "window_ptr not monotone": (lambda s: _sample(s, STORE.WINDOW_PTR, lambda v: _set(v, 1, v[-1] + 1)), False,
                                 "window_ptr is not a monotone offset array"),
     "window_ptr total": (lambda s: _sample(s, STORE.WINDOW_PTR, lambda v: _set(v, -1, v[-1] - 1)), False,
@@ -212,10 +253,14 @@ CASES = {
                                     "window_idx out of range or not sorted"),
     "window_idx out of range": (lambda s: _sample(s, STORE.READ_WINDOW, lambda v: _set(v, -1, 3)), False,
                                 "window_idx out of range or not sorted"),
+    "window_idx dips by one": (lambda s: _sample(s, STORE.READ_WINDOW, lambda v: _set(_set(v, 2, 1), 3, 0)), False,
+                               "window_idx out of range or not sorted"),
     "window_idx unsorted": (lambda s: _sample(s, STORE.READ_WINDOW, lambda v: v[::-1].copy()), False,
                             "window_idx out of range or not sorted"),
     "reserved call code": (lambda s: _sample(s, STORE.CALLS, lambda v: _set(v, (0, 0), 0xFF)), False,
                            "calls hold the reserved 2-bit code 3"),
+    "reserved call code in the last read": (lambda s: _sample(s, STORE.CALLS, lambda v: _set(v, (-1, 0), 0xFF)), False,
+                                            "calls hold the reserved 2-bit code 3"),
     "call beyond the window's CpGs": (_call_beyond_the_window, False, "a read has calls beyond its window's CpGs"),
     "call two slots beyond the window's CpGs": (_call_two_slots_beyond_the_window, False,
                                                 "a read has calls beyond its window's CpGs"),
@@ -242,3 +287,16 @@ def test_the_pristine_store_passes_and_the_cli_says_one_line(pristine, tmp_path,
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("tissuebert: error:")]
     assert len(lines) == 1 and "checksum mismatch" in lines[0] and "Traceback" not in err
+
+
+def test_messages_quote_both_digests_and_checksums_are_on_by_default(pristine, tmp_path):
+    from tissuebert.store.sample import sha256_file
+
+    store = tmp_path / "store"
+    shutil.copytree(pristine, store)
+    _flip_last_byte(_sample_file(store))
+    digest = sha256_file(_sample_file(store))
+    with pytest.raises(StoreError) as info:
+        validate_store(store)  # verify_checksums defaults to True
+    recorded = json.loads((store / STORE.MANIFEST).read_text())["samples"][0]["sha256"]
+    assert f"(manifest {recorded[:12]}..., file {digest[:12]}...)" in str(info.value)
