@@ -300,3 +300,16 @@ def test_messages_quote_both_digests_and_checksums_are_on_by_default(pristine, t
         validate_store(store)  # verify_checksums defaults to True
     recorded = json.loads((store / STORE.MANIFEST).read_text())["samples"][0]["sha256"]
     assert f"(manifest {recorded[:12]}..., file {digest[:12]}...)" in str(info.value)
+
+
+def test_a_window_without_cpgs_is_valid(tmp_path):
+    """A marker region without a CG makes a window with no CpGs (cpg_ptr does not grow there): a
+    valid store, which a strictly increasing cpg_ptr check would refuse."""
+    from tissuebert.prepare import prepare_store
+
+    files = write_tiny(tmp_path / "in")
+    files["regions"].write_text(files["regions"].read_text() + "chr1\t450\t560\tm3\n")  # chr1 has no CG there
+    prepare_store(files["sheet"], files["reference"], files["regions"], tmp_path / "store",
+                  cpg_index=files["cpg_index"])
+    _, panel = validate_store(tmp_path / "store")
+    assert list(panel.n_cpgs) == [3, 1, 1, 0]
