@@ -210,3 +210,24 @@ def test_a_fit_continues_exactly_from_its_start(graded_store):
     np.testing.assert_array_equal(one[0], by_hand[0])
     with pytest.raises(ValueError, match="start theta"):
         fit_state_atlas(sampler, 2, iterations=1, reads=reads, start=one)
+
+
+def test_auto_without_validation_reads_keeps_shared_emissions(tmp_path, caplog):
+    """`train` runs the choice on the validation split; a store without one gets the shared fit in
+    every tissue's columns, and a warning that says how to ask for per-tissue emissions."""
+    from tissuebert.train.setup import prime_states
+
+    beta = np.repeat(np.array([[0.2], [0.5], [0.8]]), 5, axis=1)
+    store = build_marker_store(tmp_path / "s", tissues=("low", "mid", "high"), n_windows=5, reads_per_sample=100,
+                               beta=beta, seed=3, splits={"train": 1})
+    cfg = load_config("tiny", overrides=["model.fragment_states=2", "model.state_emissions=tissue"])
+    model = build_model(cfg.model, 3, store.panel)
+    sampler = TrainSampler(store)
+    with caplog.at_level("WARNING"):
+        prime_states(model, sampler, "split", "auto")
+    assert "keeps shared emissions" in caplog.text and "train.state_tissue_prior" in caplog.text
+    theta, pi = fit_state_atlas(sampler, 2)
+    emission = model.states.emission.weight.detach().double().numpy()  # (features, T x K)
+    np.testing.assert_allclose(emission[1:-1:2], np.log(np.tile(theta, (1, 3))), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(model.states.prior.weight.detach().double().numpy().reshape(pi.shape), np.log(pi),
+                               rtol=1e-6, atol=1e-6)

@@ -274,9 +274,6 @@ def freeze_states(model: TissueBERT, source: str) -> None:
     model.states.prior.weight.requires_grad_(False)
 
 
-FALLBACK_TISSUE_PRIOR = 30.0  # per-tissue emissions without validation reads to choose on
-
-
 def prime_states(model: TissueBERT, sampler: TrainSampler, source: str, tissue_prior: float | str = "auto",
                  min_cpgs: int = 1) -> None:
     """train.state_source = split: the fragment-state head starts from an EM fit of the training
@@ -294,10 +291,12 @@ def prime_states(model: TissueBERT, sampler: TrainSampler, source: str, tissue_p
         held_out = None
         if sampler.store.samples("val"):
             held_out = TrainSampler(sampler.store, split="val", min_cpgs=min_cpgs, in_memory=False)
-        if held_out is None:
-            log.warning("train.state_tissue_prior = auto needs validation samples to choose on; the store has "
-                        "none, so the per-tissue emissions use a prior of %g pseudo-calls", FALLBACK_TISSUE_PRIOR)
-            theta, pi = fit_state_atlas(sampler, model.states.n_states, tissue_prior=FALLBACK_TISSUE_PRIOR)
+        if held_out is None or held_out.n_reads == 0:
+            log.warning("train.state_tissue_prior = auto chooses on the validation reads and the store has none: "
+                        "the fragment-state atlas keeps shared emissions (set train.state_tissue_prior to a "
+                        "number of pseudo-calls, e.g. 100, for per-tissue ones)")
+            theta, pi = fit_state_atlas(sampler, model.states.n_states)
+            theta = np.repeat(theta[:, None, :], len(sampler.store.tissues), axis=1)
         else:
             theta, pi, chosen, _ = choose_state_atlas(sampler, held_out, model.states.n_states)
             log.info("fragment-state atlas: kept %s emissions (smallest held-out mixture error)",
