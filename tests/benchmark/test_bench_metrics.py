@@ -59,3 +59,21 @@ def test_an_estimate_equal_to_the_blank_threshold_is_not_a_detection():
 def test_a_series_without_blanks_is_refused():
     with pytest.raises(ValueError, match="needs level-0 blanks"):
         limit_of_detection(np.array([0.01, 0.02]), np.array([0.01, 0.02]))
+
+
+def test_constant_estimates_give_no_correlation_and_no_warning():
+    # the estimates are the constant side here (the test above holds the truth constant)
+    truth = np.array([[0.2, 0.8], [0.6, 0.4]])
+    est = np.full((2, 2), 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = accuracy_metrics(est, truth, ["a", "b"])
+    assert np.isnan(m["pearson_r"]) and np.isclose(m["mae"], 0.2)
+
+
+def test_a_detection_rate_exactly_at_the_target_is_the_limit():
+    # 20 replicates at 0.01, 19 above the blanks' threshold: 19 / 20 = 0.95 = detect_rate
+    levels = np.repeat([0.0, 0.01, 0.02], 20)
+    est = np.concatenate([np.linspace(0.0, 0.001, 20), np.r_[np.full(19, 0.01), 0.0], np.full(20, 0.02)])
+    lod = limit_of_detection(levels, est)
+    assert lod["detection_rate"][0.01] == 0.95 and lod["lod"] == 0.01
