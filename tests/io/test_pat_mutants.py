@@ -122,3 +122,21 @@ def test_a_line_before_the_look_back_window_is_refused_with_the_window_asked_for
     # the first CpG of the window is accepted
     assert [r[:4] for r in fetch_pat(_Foreign(["chr1\t990\t" + "C" * 12 + "\t1"]), "s.pat.gz", "chr1", 1001, 1005,
                                      lookback=11)] == [("chr1", 990, "C" * 12, 1)]
+
+
+def test_a_non_integer_index_or_count_is_quoted(tmp_path):
+    """Kills (the whole-module run of io/pat.py): the ``except ValueError`` replaced, and the
+    message quoting ``cols[1]`` / ``cols[3]`` replaced by another column."""
+    path = tmp_path / "s.pat"
+    path.write_text("chr1\tx1\tCT\ty2\n")
+    with pytest.raises(InputFormatError, match=r"index 'x1' and count 'y2' must be integers") as info:
+        list(iter_pat(path))
+    assert info.value.line == 1
+
+
+def test_a_line_with_more_than_four_columns_is_read(tmp_path):
+    """A .pat line carries its four columns and may carry more (later wgbs_tools versions and
+    converters append fields): the first four are read. Kills ``len(cols) < 4`` -> ``!= 4``."""
+    path = tmp_path / "s.pat"
+    path.write_text("chr1\t10\tCT.C\t3\textra\n")
+    assert [(c, s, p, n) for c, s, p, n, _ in iter_pat(path)] == [("chr1", 10, "CT.C", 3)]
