@@ -30,7 +30,7 @@ import torch
 from tissuebert.config import config_from_dict, config_to_dict
 from tissuebert.constants import CKPT
 from tissuebert.data.sampler import TrainSampler
-from tissuebert.data.state_atlas import fit_state_atlas
+from tissuebert.data.state_atlas import fit_state_atlas, tissue_tables
 from tissuebert.inference.checkpoint import load_checkpoint, save_checkpoint
 from tissuebert.model.tissuebert import build_model
 from tissuebert.store.store import Store
@@ -78,8 +78,7 @@ def main() -> None:
         theta, pi, chosen, scores = choose_state_atlas(train, TrainSampler(store, split="val"), args.states,
                                                        iterations=args.iterations)
         print("held-out log-likelihood per read:", {k: round(v, 4) for k, v in scores.items()}, "-> kept", chosen)
-        if theta.ndim == 2:
-            theta = np.repeat(theta[:, None, :], len(store.tissues), axis=1)
+        theta = tissue_tables(theta, len(store.tissues))
     else:
         theta, pi = fit_state_atlas(train, args.states, iterations=args.iterations,
                                     tissue_prior=float(args.tissue_prior))

@@ -12,6 +12,7 @@ from this fit (docs/training.md, "Counting the whole split").
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import logsumexp
 
 from tissuebert.progress import get_logger, track
 
@@ -42,6 +43,12 @@ def split_reads(sampler) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
     feature = np.where(valid, key, 0)
     return (unique[:, 0].astype(np.int64), (feature // 2).astype(np.int32), (feature % 2).astype(bool), valid,
             counts.astype(np.float64))
+
+
+def tissue_tables(theta: np.ndarray, n_tissues: int) -> np.ndarray:
+    """Shared emissions (C, K) as the per-tissue layout (C, T, K), every tissue the same table;
+    per-tissue ones are returned as they are."""
+    return np.repeat(theta[:, None, :], n_tissues, axis=1) if theta.ndim == 2 else theta
 
 
 def read_state_loglik(theta: np.ndarray, cpg: np.ndarray, meth: np.ndarray, valid: np.ndarray,
@@ -87,13 +94,12 @@ def fit_state_atlas(sampler, n_states: int, *, iterations: int = 40, prior: floa
     n_cells = n_windows * n_tissues
     tissue = cell % n_tissues
     theta = np.tile(np.linspace(0.05, 0.95, n_states), (n_cpgs, 1))
-    if tissue_prior is not None:
-        theta = np.repeat(theta[:, None, :], n_tissues, axis=1)
     pi = np.full((n_cells, n_states), 1.0 / n_states)
     if start is not None:
         theta, pi = start[0].copy(), start[1].reshape(n_cells, n_states).copy()
-        if tissue_prior is not None and theta.ndim == 2:
-            theta = np.repeat(theta[:, None, :], n_tissues, axis=1)
+    if tissue_prior is not None:
+        theta = tissue_tables(theta, n_tissues)
+    if start is not None:
         if theta.shape != ((n_cpgs, n_tissues, n_states) if tissue_prior is not None else (n_cpgs, n_states)):
             raise ValueError(f"a start theta of shape {start[0].shape} does not fit this fit")
     read_of, slot = np.nonzero(valid)
@@ -103,8 +109,7 @@ def fit_state_atlas(sampler, n_states: int, *, iterations: int = 40, prior: floa
     mean_ll = float("nan")
     for _ in track(range(iterations), "fitting the fragment-state atlas (EM iterations)"):
         joint = np.log(pi[cell]) + read_state_loglik(theta, cpg, meth, valid, tissue)  # (N, K)
-        top = joint.max(axis=1, keepdims=True)
-        total = top[:, 0] + np.log(np.exp(joint - top).sum(axis=1))
+        total = logsumexp(joint, axis=1)
         resp = np.exp(joint - total[:, None]) * weight[:, None]  # the row's reads' share of each state
         mean_ll = float(total @ weight / weight.sum())
         shares = np.stack([np.bincount(cell, weights=resp[:, k], minlength=n_cells) for k in range(n_states)], axis=1)
@@ -133,8 +138,7 @@ def atlas_loglik(theta: np.ndarray, pi: np.ndarray, reads: tuple) -> float:
     cell, cpg, meth, valid, weight = reads
     n_tissues, n_states = pi.shape[1], pi.shape[2]
     joint = np.log(pi.reshape(-1, n_states)[cell]) + read_state_loglik(theta, cpg, meth, valid, cell % n_tissues)
-    top = joint.max(axis=1)
-    return float((top + np.log(np.exp(joint - top[:, None]).sum(axis=1))) @ weight / weight.sum())
+    return float(logsumexp(joint, axis=1) @ weight / weight.sum())
 
 
 def atlas_tissue_loglik(theta: np.ndarray, pi: np.ndarray, reads: tuple) -> np.ndarray:
@@ -142,9 +146,5 @@ def atlas_tissue_loglik(theta: np.ndarray, pi: np.ndarray, reads: tuple) -> np.n
     cell, cpg, meth, valid, _ = reads
     n_tissues = pi.shape[1]
     window = cell // n_tissues
-    out = np.empty((cell.shape[0], n_tissues))
-    for t in range(n_tissues):
-        joint = np.log(pi[window, t]) + read_state_loglik(theta, cpg, meth, valid, t)  # (N, K)
-        top = joint.max(axis=1)
-        out[:, t] = top + np.log(np.exp(joint - top[:, None]).sum(axis=1))
-    return out
+    return np.stack([logsumexp(np.log(pi[window, t]) + read_state_loglik(theta, cpg, meth, valid, t), axis=1)
+                     for t in range(n_tissues)], axis=1)

@@ -33,7 +33,7 @@ def mixture_error(loglik: np.ndarray, reads: tuple, n_tissues: int, *, mixtures:
         p = np.zeros(n_tissues)
         p[present] = rng.dirichlet(np.full(present.size, 0.5))
         w = weight * p[tissue] / np.maximum(per_tissue[tissue], 1e-300)
-        errors.append(np.abs(em_proportions(loglik, weights=w * (weight.sum() / w.sum())) - p).mean())
+        errors.append(np.abs(em_proportions(loglik, weights=w) - p).mean())
     return float(np.mean(errors))
 
 

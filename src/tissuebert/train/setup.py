@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
@@ -280,7 +279,7 @@ def prime_states(model: TissueBERT, sampler: TrainSampler, source: str, tissue_p
     split (a new run only; every rank fits the same deterministic EM; :func:`freeze_states` keeps it)."""
     if source != "split" or model.states is None:
         return
-    from tissuebert.data.state_atlas import fit_state_atlas
+    from tissuebert.data.state_atlas import fit_state_atlas, tissue_tables
     from tissuebert.train.atlas_choice import choose_state_atlas
 
     if not model.states.per_tissue:
@@ -296,13 +295,11 @@ def prime_states(model: TissueBERT, sampler: TrainSampler, source: str, tissue_p
                         "the fragment-state atlas keeps shared emissions (set train.state_tissue_prior to a "
                         "number of pseudo-calls, e.g. 100, for per-tissue ones)")
             theta, pi = fit_state_atlas(sampler, model.states.n_states)
-            theta = np.repeat(theta[:, None, :], len(sampler.store.tissues), axis=1)
         else:
             theta, pi, chosen, _ = choose_state_atlas(sampler, held_out, model.states.n_states)
             log.info("fragment-state atlas: kept %s emissions (smallest held-out mixture error)",
                      "shared" if chosen is None else f"per-tissue, prior {chosen:g}")
-            if chosen is None:  # shared emissions won: the same table for every tissue
-                theta = np.repeat(theta[:, None, :], len(sampler.store.tissues), axis=1)
+        theta = tissue_tables(theta, len(sampler.store.tissues))  # a shared fit fills every tissue's columns
     model.set_states(theta, pi)
 
 
