@@ -10,9 +10,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from tests.support.atlas import calls_from_files
 from tissuebert.data.sampler import TrainSampler
 from tissuebert.errors import StoreError
-from tissuebert.store.sample import unpack_calls
 from tissuebert.testing.synthetic import build_marker_store
 
 
@@ -25,16 +25,7 @@ def store(tmp_path_factory):
 
 def _by_hand(store, min_cpgs: int):
     """[(tissue, window, {(panel CpG, call)})] of every training read with >= min_cpgs calls, in file order."""
-    panel = store.panel
-    out = []
-    for rec in store.samples("train"):
-        r = store.reads(rec)
-        codes = unpack_calls(np.asarray(r.calls), panel.max_cpgs)
-        for w, row in zip(np.asarray(r.window_idx).tolist(), codes):
-            calls = {(int(panel.cpg_ptr[w]) + j, int(c)) for j, c in enumerate(row[:panel.n_cpgs[w]]) if c < 2}
-            if len(calls) >= min_cpgs:
-                out.append((rec.tissue_id, w, calls))
-    return out
+    return [(t, w, set(calls)) for w, t, calls in calls_from_files(store, "train", min_cpgs)]
 
 
 @pytest.mark.parametrize("min_cpgs, chunk", [(1, None), (1, 7), (2, 1), (3, 5)])

@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
+from tests.support.atlas import calls_from_files, head_by_hand, head_output
 from tissuebert.config import load_config
 from tissuebert.data.features import cpg_call_features
 from tissuebert.data.sampler import TrainSampler
@@ -20,15 +20,7 @@ from tissuebert.testing.synthetic import build_marker_store
 
 def _python_em(store, n_states: int, iterations: int):
     """EM with dicts and loops over the store's training reads (their calls read straight from the files)."""
-    panel = store.panel
-    reads = []  # (window, tissue, [(panel CpG, methylated)])
-    for rec in store.samples("train"):
-        r = store.reads(rec)
-        codes = unpack_calls(np.asarray(r.calls), panel.max_cpgs)
-        for w, row in zip(np.asarray(r.window_idx), codes):
-            calls = [(int(panel.cpg_ptr[w]) + j, int(c) == 1) for j, c in enumerate(row[:panel.n_cpgs[w]]) if c < 2]
-            if calls:
-                reads.append((int(w), rec.tissue_id, calls))
+    panel, reads = store.panel, calls_from_files(store)
     n_cpgs, n_t = int(panel.cpg_ptr[-1]), len(store.tissues)
     theta = {(g, k): 0.05 + 0.9 * k / (n_states - 1) for g in range(n_cpgs) for k in range(n_states)}
     pi = {(w, t, k): 1.0 / n_states for w in range(panel.n_windows) for t in range(n_t) for k in range(n_states)}
@@ -103,29 +95,11 @@ def test_the_model_starts_from_the_fit(mixed_store):
         model.set_states(theta[:-1], pi)
     # the head's output for one read: log sum_k pi[w, t, k] prod_j p(call_j | k), by hand
     panel = mixed_store.panel
-    rec = mixed_store.samples("train")[0]
-    reads = mixed_store.reads(rec)
+    reads = mixed_store.reads(mixed_store.samples("train")[0])
     w = int(np.asarray(reads.window_idx)[0])
     codes = unpack_calls(np.asarray(reads.calls)[:1], panel.max_cpgs)[0]
-    meth = torch.full((1, 148), 2)
-    offsets = panel.padded_offsets()[w]
-    expected = np.zeros(3)
-    for t in range(3):
-        terms = []
-        for k in range(3):
-            ll = math.log(pi[w, t, k])
-            for j in range(panel.n_cpgs[w]):
-                if codes[j] < 2:
-                    p = theta[panel.cpg_ptr[w] + j, k]
-                    ll += math.log(p if codes[j] == 1 else 1 - p)
-            terms.append(ll)
-        expected[t] = np.logaddexp.reduce(terms)
-    for j in range(panel.n_cpgs[w]):
-        meth[0, offsets[j]] = int(codes[j])
-    window = torch.tensor([w])
-    features = model.panel(window, meth)
-    x = torch.zeros(1, 148, cfg.model.hidden)
-    got = model.states(x, features, window, meth)[0].detach().double().numpy()
+    expected = head_by_hand(panel, w, codes, np.log(pi[w]), lambda g, t, k: theta[g, k])
+    got = head_output(model, panel, w, codes, cfg.model.hidden)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 

@@ -8,8 +8,8 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
+from tests.support.atlas import calls_from_files, head_by_hand, head_output
 from tissuebert.config import load_config
 from tissuebert.data.sampler import TrainSampler
 from tissuebert.data.state_atlas import atlas_loglik, atlas_tissue_loglik, fit_state_atlas, split_reads
@@ -19,24 +19,10 @@ from tissuebert.testing.synthetic import build_marker_store
 from tissuebert.train.atlas_choice import choose_state_atlas, mixture_error
 
 
-def _reads(store, split="train"):
-    """[(window, tissue, [(panel CpG, methylated)])] straight from the files, one entry per read."""
-    panel = store.panel
-    out = []
-    for rec in store.samples(split):
-        r = store.reads(rec)
-        codes = unpack_calls(np.asarray(r.calls), panel.max_cpgs)
-        for w, row in zip(np.asarray(r.window_idx), codes):
-            calls = [(int(panel.cpg_ptr[w]) + j, int(c) == 1) for j, c in enumerate(row[:panel.n_cpgs[w]]) if c < 2]
-            if calls:
-                out.append((int(w), rec.tissue_id, calls))
-    return out
-
-
 def _python_em(store, n_states: int, iterations: int, a: float):
     """Per-tissue EM with dicts and loops: theta[g, t, k] = (m[g,t,k] + a s[g,k]) / (n[g,t,k] + a),
     s[g, k] = (m[g,k] + 0.5) / (n[g,k] + 1) pooled over the tissues."""
-    panel, reads = store.panel, _reads(store)
+    panel, reads = store.panel, calls_from_files(store)
     n_cpgs, n_t = int(panel.cpg_ptr[-1]), len(store.tissues)
     theta = {(g, t, k): 0.05 + 0.9 * k / (n_states - 1) for g in range(n_cpgs) for t in range(n_t)
              for k in range(n_states)}
@@ -111,7 +97,7 @@ def test_held_out_mixtures_choose_per_tissue_emissions_where_they_are_needed(gra
     assert errors[chosen] == min(errors.values()) and errors[chosen] < 0.7 * errors[None]
     # the per-read score beside it is the held-out likelihood, recomputed read by read
     total = 0.0
-    reads = _reads(graded_store, "val")
+    reads = calls_from_files(graded_store, "val")
     for w, t, calls in reads:
         terms = [math.log(pi[w, t, k]) + sum(math.log(theta[g, t, k] if m else 1 - theta[g, t, k]) for g, m in calls)
                  for k in range(2)]
@@ -159,25 +145,8 @@ def test_the_head_with_per_tissue_tables_is_the_atlas_likelihood(graded_store):
     codes_all = unpack_calls(np.asarray(reads.calls)[:4], panel.max_cpgs)
     for i in range(4):
         w = int(np.asarray(reads.window_idx)[i])
-        codes = codes_all[i]
-        expected = np.zeros(3)
-        for t in range(3):
-            terms = []
-            for k in range(2):
-                ll = math.log(pi[w, t, k])
-                for j in range(panel.n_cpgs[w]):
-                    if codes[j] < 2:
-                        p = theta[panel.cpg_ptr[w] + j, t, k]
-                        ll += math.log(p if codes[j] == 1 else 1 - p)
-                terms.append(ll)
-            expected[t] = np.logaddexp.reduce(terms)
-        meth = torch.full((1, 148), 2)
-        offsets = panel.padded_offsets()[w]
-        for j in range(panel.n_cpgs[w]):
-            meth[0, offsets[j]] = int(codes[j])
-        window = torch.tensor([w])
-        x = torch.zeros(1, 148, cfg.model.hidden)
-        got = model.states(x, model.panel(window, meth), window, meth)[0].detach().double().numpy()
+        expected = head_by_hand(panel, w, codes_all[i], np.log(pi[w]), lambda g, t, k: theta[g, t, k])
+        got = head_output(model, panel, w, codes_all[i], cfg.model.hidden)
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 

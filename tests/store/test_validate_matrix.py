@@ -91,29 +91,16 @@ def _legacy_hash(store: Path) -> None:
     _manifest(store, lambda d: d.update(panel_hash=legacy))
 
 
-def _call_beyond_the_window(store: Path) -> None:
-    # a U call in the last slot of a read whose window has fewer CpGs than the slots
+def _call_beyond_the_window(store: Path, gap: int = 0) -> None:
+    # a U call in the last slot of a read whose window ends more than ``gap`` slots before it (the
+    # ``gap`` slots right after the window's CpGs stay 'no call')
     panel = read_panel(store / STORE.PANEL)
     with h5py.File(_sample_file(store), "r+") as f:
         windows = f[STORE.READ_WINDOW][()]
         calls = f[STORE.CALLS][()]
         slots = calls.shape[1] * 4
-        row = int(np.flatnonzero(panel.n_cpgs[windows] < slots)[0])
-        last_byte = calls[row, -1]
-        calls[row, -1] = last_byte & 0b00111111  # slot 3 of the last byte: 2 (no call) -> 0 (U)
-        f[STORE.CALLS][...] = calls
-
-
-def _call_two_slots_beyond_the_window(store: Path) -> None:
-    # a U call in the last slot of a read whose window ends two or more slots before it (the slot
-    # right after the window's CpGs stays 'no call')
-    panel = read_panel(store / STORE.PANEL)
-    with h5py.File(_sample_file(store), "r+") as f:
-        windows = f[STORE.READ_WINDOW][()]
-        calls = f[STORE.CALLS][()]
-        slots = calls.shape[1] * 4
-        row = int(np.flatnonzero(panel.n_cpgs[windows] < slots - 1)[0])
-        calls[row, -1] = calls[row, -1] & 0b00111111
+        row = int(np.flatnonzero(panel.n_cpgs[windows] < slots - gap)[0])
+        calls[row, -1] = calls[row, -1] & 0b00111111  # slot 3 of the last byte: 2 (no call) -> 0 (U)
         f[STORE.CALLS][...] = calls
 
 
@@ -262,7 +249,7 @@ CASES = {
     "reserved call code in the last read": (lambda s: _sample(s, STORE.CALLS, lambda v: _set(v, (-1, 0), 0xFF)), False,
                                             "calls hold the reserved 2-bit code 3"),
     "call beyond the window's CpGs": (_call_beyond_the_window, False, "a read has calls beyond its window's CpGs"),
-    "call two slots beyond the window's CpGs": (_call_two_slots_beyond_the_window, False,
+    "call two slots beyond the window's CpGs": (lambda s: _call_beyond_the_window(s, gap=1), False,
                                                 "a read has calls beyond its window's CpGs"),
 }
 
