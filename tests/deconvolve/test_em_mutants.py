@@ -33,6 +33,25 @@ by hand, the test run and failing, then reverted):
 - test_a_round_that_ends_within_tol_of_its_start_stops_there: 107 `candidate - pi` -> `candidate * pi`,
   -> `candidate // pi`, and `<= tol` -> `is tol` (the round's own convergence check, which no earlier
   test reached: in 400 random problems it never fired, so a start on the boundary was searched for).
+
+Killed after the whole-module run (issue 17; 45 of its 79 survivors; lines of em.py as of this file's
+commit, each applied by hand with the tests failing; tests/mutation.py's survivors list kept the rest):
+
+- test_small_problems_are_converted_to_float64_once_and_large_ones_chunk_by_chunk: 57, every mutant of
+  `lik.size <= _CHUNK * 16` (the comparison made `<`, `==`, `!=`, `>`, `>=`, `is`, `is not`, negated; the
+  product made `+ - / // % ** << >> & | ^`, `* 15`, `* 17`: 21) and `_CHUNK = 1 + 18` / `1 | 18` /
+  `1 ^ 18` / `1 * 18`.
+- test_one_step_over_a_large_matrix_holds_one_float64_chunk_at_a_time: 29, `_CHUNK = 1 << 18` -> `2 << 18`,
+  `1 << 19`, `1 << 17` (the peak is two or half a chunk).
+- test_the_likelihood_never_drops_from_one_round_to_the_next: 106, `isfinite(ll_ext) and ll_ext >= ll0`
+  -> `or`, `>=` -> `!=` / `is not` (a worse extrapolation kept).
+- test_at_the_default_tol_em_stops_on_a_round_whose_first_step_barely_moved: 94, `<= tol` -> `== tol`;
+  128, `tol = 1e-8` -> `-0.99999999`; 106, `>=` -> `>`.
+- test_weights_longer_than_the_reads_are_refused: 118, `w.shape != (n_reads,)` -> `<`.
+- test_weights_that_sum_to_zero_are_refused: 122, `w.sum() <= 0` -> `< 0`, `<= -1`.
+- test_a_single_read_goes_to_the_tissue_that_explains_it_best: 138, `n_reads == 0` -> `== 1`.
+- test_weights_and_options_are_keyword_only: 127, 147, 153, `*,` -> `/,`.
+- test_max_iter_defaults_to_1000_map_evaluations: 127, 154, `max_iter = 1000` -> `999`, `1001`.
 """
 
 from __future__ import annotations
@@ -225,3 +244,125 @@ def test_a_round_that_ends_within_tol_of_its_start_stops_there(monkeypatch):
     est = em_proportions(None, lik=lik, weights=weights, init=init, tol=0.15)
     np.testing.assert_allclose(est, expected, atol=1e-12)
     assert len(calls) == 3
+
+
+# ---- the whole-module run's survivors (2026-12-02; see the module docstring's second list) ----
+
+
+def test_small_problems_are_converted_to_float64_once_and_large_ones_chunk_by_chunk():
+    # "bounds the float64 temporaries": a likelihood matrix of up to 16 chunks of 2^18 rows' worth of
+    # entries (2^22) is copied to float64 once; a larger one stays the caller's float32 array (no copy)
+    # and each step converts one chunk at a time. The boundary is checked on both sides.
+    for rows, tissues, copied in [(10, 3, True), (1 << 20, 4, True), (1 << 20, 4, False), (1, 5, True)]:
+        if not copied:
+            rows += 1  # 2^22 + 4 entries: one row past the boundary
+        lik = np.ones((rows, tissues), dtype=np.float32)
+        mix = em._Mixture(lik, np.ones(rows))
+        assert (mix.lik.dtype == np.float64) is copied, (rows, tissues)
+        assert (mix.lik is lik) is not copied
+
+
+def test_one_step_over_a_large_matrix_holds_one_float64_chunk_at_a_time():
+    # 2^20 reads x 8 tissues (float32, 32 MB, above the copy threshold): a step converts 2^18 rows at a
+    # time, so its largest temporary is one 16 MB float64 chunk; its peak must lie between one chunk
+    # and two (a chunk twice as large, or the whole matrix at once, would be 32 MB or more).
+    import tracemalloc
+
+    rows, tissues = 1 << 20, 8
+    lik = np.random.default_rng(0).random((rows, tissues), dtype=np.float32) + 0.1
+    mix = em._Mixture(lik, np.ones(rows))
+    chunk_bytes = (1 << 18) * tissues * 8
+    tracemalloc.start()
+    try:
+        mix.step(np.full(tissues, 1 / tissues))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert chunk_bytes <= peak < 2 * chunk_bytes, peak / chunk_bytes
+
+
+def test_the_likelihood_never_drops_from_one_round_to_the_next(monkeypatch):
+    # "every accepted step is checked to not lower l(pi)": on close tissues SQUAREM's extrapolation often
+    # overshoots (15 of this run's rounds land below their start); those rounds fall back to the plain
+    # steps, so l(pi) at the start of each round never decreases.
+    lik, weights = close_tissues()
+    lls = []
+    step = em._Mixture.step
+    monkeypatch.setattr(em._Mixture, "step", lambda self, pi: (out := step(self, pi), lls.append(out[1]))[0])
+    est = em_proportions(np.log(lik), weights=weights)
+    starts, extrapolated = lls[0::3], lls[2::3]
+    assert sum(e < s for s, e in zip(starts, extrapolated)) >= 5  # the premise: overshoots happen
+    assert all(b >= a - 1e-12 for a, b in zip(starts, starts[1:]))
+    np.testing.assert_allclose(est, [0.3, 0.6, 0.1], atol=1e-5)
+
+
+def test_at_the_default_tol_em_stops_on_a_round_whose_first_step_barely_moved(monkeypatch):
+    # the default tol (1e-8) is reached: on close tissues EM stops after 71 map evaluations, 23 full
+    # rounds (3 each) and a last round whose first plain step moved no proportion by more than tol, so
+    # it returns without extrapolating (2). Checked against a plain re-implementation of the loop.
+    lik, weights = close_tissues()
+    calls = count_map_evaluations(monkeypatch)
+    est = em_proportions(np.log(lik), weights=weights)
+    scaled = scaled_likelihoods(np.log(lik)).astype(np.float64)  # what EM works on
+
+    def ll(p):
+        return weights @ np.log(scaled @ p)
+
+    n, pi = 0, np.full(3, 1 / 3)
+    while True:
+        pi1 = plain_em_step(pi, scaled, weights)
+        pi2 = plain_em_step(pi1, scaled, weights)
+        n += 2
+        r, v = pi1 - pi, pi2 - 2 * pi1 + pi
+        if np.max(np.abs(r)) <= 1e-8:
+            result = pi1
+            break
+        alpha = min(-np.linalg.norm(r) / np.linalg.norm(v), -1.0)
+        jump = np.maximum(pi - 2 * alpha * r + alpha**2 * v, pi * 1e-3)
+        jump /= jump.sum()
+        n += 1
+        candidate = plain_em_step(jump, scaled, weights) if ll(jump) >= ll(pi) else pi2
+        if np.max(np.abs(candidate - pi)) <= 1e-8:
+            result = candidate
+            break
+        pi = candidate
+    assert len(calls) == n and n % 3 == 2 and n < 100, n
+    np.testing.assert_allclose(est, result, atol=1e-9)
+
+
+def test_weights_longer_than_the_reads_are_refused():
+    with pytest.raises(ValueError, match=r"weights must be \(3,\), got \(4,\)"):
+        em_proportions(np.zeros((3, 2)), weights=np.ones(4))
+
+
+def test_weights_that_sum_to_zero_are_refused():
+    with pytest.raises(ValueError, match="weights sum to zero"):
+        em_proportions(np.zeros((3, 2)), weights=np.zeros(3))
+
+
+def test_a_single_read_goes_to_the_tissue_that_explains_it_best():
+    # one read is a valid sample: the likelihood pi . L is largest with all mass on L's largest entry
+    est = em_proportions(np.log(np.array([[0.1, 0.7, 0.2]])), tol=1e-12, max_iter=10_000)
+    assert est.argmax() == 1 and est[1] > 0.999
+
+
+def test_weights_and_options_are_keyword_only():
+    # a positional second argument would be ambiguous (weights? proportions? n_boot?): refused
+    loglik, w = np.zeros((3, 2)), np.ones(3)
+    with pytest.raises(TypeError):
+        em_proportions(loglik, w)
+    with pytest.raises(TypeError):
+        mixture_loglik(loglik, np.full(2, 0.5), w)
+    with pytest.raises(TypeError):
+        bootstrap_proportions(loglik, w)
+
+
+
+def test_max_iter_defaults_to_1000_map_evaluations():
+    # the documented cap (docs/deconvolution.md): em_proportions and the bootstrap's refits. Counting
+    # evaluations cannot tell 999 from 1000 reliably (a round that reaches an exact fixed point takes 2,
+    # not 3), so the defaults are read from the signatures
+    import inspect
+
+    for fn in (em_proportions, bootstrap_proportions):
+        assert inspect.signature(fn).parameters["max_iter"].default == 1000, fn.__name__

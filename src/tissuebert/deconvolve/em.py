@@ -68,6 +68,7 @@ class _Mixture:
             mix = lik @ pi  # (C,) sum_t pi_t L[r, t]
             acc += (w / mix) @ lik
             loglik += float(w @ np.log(mix))
+            del lik, mix  # free this chunk before the next is converted: one float64 chunk at a time
         new = pi * acc / self.total
         return new / new.sum(), loglik
 
