@@ -52,7 +52,7 @@ MODULES = {
                  "tests/prepare/test_bam_golden.py tests/prepare/test_coordinates.py tests/prepare/test_bad_input.py",
     "store/sample.py": "tests/io/test_parsers_property.py tests/store tests/core/test_core_store.py",
     "store/validate.py": "tests/store",
-    "data/sampler.py": "tests/data/test_sampler.py tests/data/test_sampler_split.py",
+    "data/sampler.py": "tests/data/test_sampler_mutants.py tests/data/test_sampler.py tests/data/test_sampler_split.py",
     # interval_around is tested in test_deconv_cohort; the bootstrap-coverage test (6 s) runs last
     "deconvolve/em.py": " ".join([
         "tests/deconvolve/test_em_mutants.py",

@@ -140,15 +140,6 @@ def test_available_ram_is_free_pages_times_page_size(monkeypatch):
     assert sampler_module.available_ram_bytes() == 0  # unknown: memory-map rather than risk RAM
 
 
-def test_the_split_goes_to_ram_only_when_it_fits(unbalanced, monkeypatch):
-    need = unbalanced.sample_bytes("train")
-    fits = int(need / sampler_module.RAM_FRACTION)  # need == RAM_FRACTION * free: fits, just
-    monkeypatch.setattr(sampler_module, "available_ram_bytes", lambda: fits)
-    assert TrainSampler(unbalanced, seed=0).in_memory is True
-    monkeypatch.setattr(sampler_module, "available_ram_bytes", lambda: fits - 8)
-    assert TrainSampler(unbalanced, seed=0).in_memory is False
-
-
 def test_a_cumulative_weight_ending_below_one_never_draws_past_the_last_file(unbalanced):
     sampler = TrainSampler(unbalanced, seed=3, in_memory=True)
     sampler._cum_weight = sampler._cum_weight * 0.5  # the rounding case, exaggerated

@@ -144,10 +144,9 @@ class TrainSampler:
         self._file_offset = np.asarray(file_offset[:-1], dtype=np.int64)  # (F,)
         self._global_rows = None
         if any(m is not None for m in row_maps):
-            # one map from eligible position to global raw row keeps the gather a single call
-            self._global_rows = np.concatenate([
-                (m if m is not None else np.arange(end - begin)) + begin
-                for m, begin, end in zip(row_maps, file_offset[:-1], file_offset[1:])])
+            # one map from eligible position to global raw row keeps the gather a single call; the
+            # files are filtered all or none (one min_cpgs against one store's, sample_eligible_rows)
+            self._global_rows = np.concatenate([m + begin for m, begin in zip(row_maps, file_offset[:-1])])
             eligible_offset = np.concatenate([[0], np.cumsum(n_eligible)[:-1]])  # (F,)
             self.cov_start = self.cov_start + np.repeat(eligible_offset, np.diff(self.file_cov_ptr))
 
