@@ -18,6 +18,10 @@ hand to a scratch copy, the test run and failing, then reverted):
 - test_a_contiguous_sample_is_mapped_only_when_asked: 105 AddNot (`if not mmap`), 90 `ds.chunks is not None`
   -> `is None`, `ds.compression is not None` -> `is None`.
 - test_a_sample_without_one_of_its_datasets_is_refused: 103 `key not in f` -> `key in f`.
+
+Killed after the whole-module run (4 of its 17 survivors): test_write_sample_refuses_calls_that_are_not_one_row_per_read,
+69 `calls.ndim != 2` -> `<` (3-D calls); test_a_contiguous_sample_is_mapped_only_when_asked, 95 `mmap = False`
+-> `True`; test_write_and_read_take_their_options_by_keyword, 61 and 95 `*,` -> `/,`.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ def test_write_sample_refuses_calls_that_are_not_one_row_per_read(tmp_path):
                      n_windows=3, panel_hash="h")
     with pytest.raises(ValueError, match=r"R = 3, got \(4, 1\)"):  # more rows than reads, too
         write_sample(tmp_path / "s.h5", sample_id="s", window_idx=np.array([0, 1, 2]), calls=np.zeros((4, 1)),
+                     n_windows=3, panel_hash="h")
+    with pytest.raises(ValueError, match=r"R = 3, got \(3, 1, 2\)"):  # one row per read, but not 2-D
+        write_sample(tmp_path / "s.h5", sample_id="s", window_idx=np.array([0, 1, 2]), calls=np.zeros((3, 1, 2)),
                      n_windows=3, panel_hash="h")
     assert not (tmp_path / "s.h5").exists()
 
@@ -106,7 +113,7 @@ def test_a_chunked_compressed_sample_is_read_not_mapped(tmp_path):
 def test_a_contiguous_sample_is_mapped_only_when_asked(tmp_path):
     path = tmp_path / "s.h5"
     _hand_written(path, chunked=False)
-    mapped, in_ram = read_sample(path, mmap=True), read_sample(path, mmap=False)
+    mapped, in_ram = read_sample(path, mmap=True), read_sample(path)  # in RAM by default
     assert all(isinstance(a, np.memmap) for a in (mapped.window_idx, mapped.calls, mapped.window_ptr))
     assert not any(isinstance(a, np.memmap) for a in (in_ram.window_idx, in_ram.calls, in_ram.window_ptr))
     assert np.asarray(mapped.calls).tolist() == in_ram.calls.tolist() == [[1], [2], [3]]
@@ -118,3 +125,13 @@ def test_a_sample_without_one_of_its_datasets_is_refused(tmp_path, key):
     _hand_written(path, chunked=False, drop=key)
     with pytest.raises(StoreError, match=f"dataset '{key}' missing"):
         read_sample(path)
+
+
+def test_write_and_read_take_their_options_by_keyword(tmp_path):
+    # a positional sample id or mmap flag is refused rather than bound to the wrong parameter
+    with pytest.raises(TypeError):
+        write_sample(tmp_path / "s.h5", "s", window_idx=np.array([0]), calls=np.zeros((1, 1)), n_windows=1,
+                     panel_hash="h")
+    _hand_written(tmp_path / "t.h5", chunked=False)
+    with pytest.raises(TypeError):
+        read_sample(tmp_path / "t.h5", True)
