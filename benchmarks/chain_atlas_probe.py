@@ -8,9 +8,10 @@ CpG g is drawn from pi[g, tissue]
 at each later slot it is kept with probability rho[g] (shared by
 the tissues) or redrawn from pi[g, tissue]
 state k methylates CpG g with probability theta[g, k].
-It then scores the test split's reads under every tissue and prints their log-loss and accuracy
-beside the window atlas's (data/state_atlas.py) on the same reads: what building the chain into the
-head would gain per read (docs/training.md, "A fragment-state atlas in the model").
+It then scores the test split's reads under every tissue and prints their log-loss, accuracy and
+the error of pseudo-mixtures of them at infinite depth (train/atlas_choice.py: mixture_error)
+beside the window atlas's (data/state_atlas.py, shared and per-tissue emissions) on the same reads:
+what building the chain into the head would gain (docs/training.md, "A fragment-state atlas in the model").
 
     python benchmarks/chain_atlas_probe.py --store STORE --iterations 30
 """
@@ -23,8 +24,9 @@ import time
 import numpy as np
 
 from tissuebert.data.sampler import TrainSampler
-from tissuebert.data.state_atlas import fit_state_atlas, read_state_loglik, split_reads
+from tissuebert.data.state_atlas import atlas_tissue_loglik, fit_state_atlas, split_reads
 from tissuebert.store.store import Store
+from tissuebert.train.atlas_choice import mixture_error
 
 K = 3
 
@@ -67,7 +69,7 @@ def loglik_all(dims, theta, pi, rho, cell, meth, valid, tissues):
         out[:, i] = ll
     return out
 
-def fit(dims, cell, meth, valid, wt, iters):
+def fit(dims, cell, meth, valid, wt, iters, pi_prior=None):
     """EM (scaled forward-backward) -> theta (C, K), pi (C, T, K), rho (C,)."""
     T, C, _ = dims
     theta = np.tile(np.linspace(0.05, 0.95, K), (C, 1))
@@ -133,7 +135,11 @@ def fit(dims, cell, meth, valid, wt, iters):
             np.add.at(th_c[:, k], g[valid], (post[..., k] * vw)[valid])
             np.add.at(th_m[:, k], g[valid], (post[..., k] * vw * meth)[valid])
         theta = np.clip((th_m + 0.5) / (th_c + 1.0), 1e-4, 1 - 1e-4)
-        pi = (pi_n + 1.0) / (pi_n + 1.0).sum(-1, keepdims=True)
+        if pi_prior is None:  # one pseudo-draw of every state
+            pi = (pi_n + 1.0) / (pi_n + 1.0).sum(-1, keepdims=True)
+        else:  # each tissue's state distribution at a CpG shrunk towards the tissues' pooled one
+            pooled = (pi_n.sum(1, keepdims=True) + 1.0) / (pi_n.sum(1, keepdims=True) + 1.0).sum(-1, keepdims=True)
+            pi = (pi_n + pi_prior * pooled) / (pi_n + pi_prior * pooled).sum(-1, keepdims=True)
         rho = np.clip((stay_n[:, 0] + 1.0) / (tot_n + 2.0), 1e-3, 1 - 1e-3)
         print(f"iter {it} ll/read {ll @ wt / wt.sum():.4f} ({time.time()-t0:.1f}s) mean rho {rho.mean():.3f}", flush=True)
     return theta, pi, rho
@@ -143,13 +149,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", required=True)
     parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--pi-prior", type=float, default=None,
+                        help="draws shrinking each tissue's state distribution towards the pooled one "
+                             "(default: one uniform pseudo-draw per state)")
+    parser.add_argument("--mixtures", type=int, default=200, help="pseudo-mixtures of the test reads")
     args = parser.parse_args()
     st = Store.open(args.store)
     T = len(st.tissues)
     dims = (T, int(st.panel.cpg_ptr[-1]), np.asarray(st.panel.cpg_ptr))
     train = TrainSampler(st, split="train")
     cell, _, meth, valid, wt = split_reads(train)
-    theta, pi, rho = fit(dims, cell, meth, valid, wt, args.iterations)
+    theta, pi, rho = fit(dims, cell, meth, valid, wt, args.iterations, args.pi_prior)
     tcell, tcpg, tmeth, tvalid, twt = split_reads(TrainSampler(st, split="test"))
     tis = tcell % T
 
@@ -157,12 +167,18 @@ def main() -> None:
         post = loglik[np.arange(len(tis)), tis] - np.logaddexp.reduce(loglik, 1)
         return float(-(post @ twt) / twt.sum()), float(((loglik.argmax(1) == tis) @ twt) / twt.sum())
 
+    test = (tcell, tcpg, tmeth, tvalid, twt)
     chain = loglik_all(dims, theta, pi, rho, tcell, tmeth, tvalid, range(T))
-    print("chain atlas, test reads: log-loss %.4f, accuracy %.4f" % scores(chain))
-    th3, pi3 = fit_state_atlas(train, K)
-    ll3 = read_state_loglik(th3, tcpg, tmeth, tvalid)
-    window = np.stack([np.logaddexp.reduce(np.log(pi3.reshape(-1, K)[(tcell // T) * T + t]) + ll3, 1) for t in range(T)], 1)
-    print("window atlas, test reads: log-loss %.4f, accuracy %.4f" % scores(window))
+    print("chain atlas, test reads: log-loss %.4f, accuracy %.4f, mixture error %.5f"
+          % (*scores(chain), mixture_error(chain, test, T, mixtures=args.mixtures)))
+    reads = split_reads(train)
+    shared = fit_state_atlas(train, K, reads=reads)
+    for name, (th, p3) in [("window atlas, shared emissions", shared),
+                           ("window atlas, per-tissue emissions (a = 100)",
+                            fit_state_atlas(train, K, iterations=20, tissue_prior=100.0, reads=reads, start=shared))]:
+        window = atlas_tissue_loglik(th, p3, test)
+        print("%s, test reads: log-loss %.4f, accuracy %.4f, mixture error %.5f"
+              % (name, *scores(window), mixture_error(window, test, T, mixtures=args.mixtures)))
 
 
 if __name__ == "__main__":
