@@ -246,7 +246,7 @@ def test_a_round_that_ends_within_tol_of_its_start_stops_there(monkeypatch):
     assert len(calls) == 3
 
 
-# ---- the whole-module run's survivors (2026-12-02; see the module docstring's second list) ----
+# ---- the whole-module run's survivors (2026-12-01; see the module docstring's second list) ----
 
 
 def test_small_problems_are_converted_to_float64_once_and_large_ones_chunk_by_chunk():
