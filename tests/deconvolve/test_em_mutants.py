@@ -70,6 +70,18 @@ def plain_em_step(pi: np.ndarray, lik: np.ndarray, weights: np.ndarray) -> np.nd
     return new / new.sum()
 
 
+def sqs3_round(start: np.ndarray, lik: np.ndarray, weights: np.ndarray) -> tuple:
+    """One SQUAREM round written out: the two plain EM steps pi1 and pi2, the first move r, the SqS3
+    step length alpha = min(-|r| / |v|, -1) (v = pi2 - 2 pi1 + pi) and the extrapolation
+    pi - 2 alpha r + alpha^2 v, kept at least 1/1000 of pi and renormalised."""
+    pi1 = plain_em_step(start, lik, weights)
+    pi2 = plain_em_step(pi1, lik, weights)
+    r, v = pi1 - start, pi2 - 2 * pi1 + start
+    alpha = min(-np.linalg.norm(r) / np.linalg.norm(v), -1.0)
+    jump = np.maximum(start - 2 * alpha * r + alpha**2 * v, start * 1e-3)
+    return pi1, pi2, r, alpha, jump / jump.sum()
+
+
 def count_map_evaluations(monkeypatch) -> list:
     """Spy on the EM map: one list entry per evaluation (the cost that max_iter and tol govern)."""
     calls = []
@@ -175,14 +187,9 @@ def test_a_round_is_the_sqs3_extrapolation_then_one_em_step():
     # pi - 2 alpha r + alpha^2 v, kept at least 1/1000 of pi and renormalised, then one EM step. The
     # extrapolated point's likelihood is above the start's, so the round keeps it.
     lik, weights = close_tissues()
-    start = np.full(3, 1 / 3)
-    pi1 = plain_em_step(start, lik, weights)
-    pi2 = plain_em_step(pi1, lik, weights)
-    r, v = pi1 - start, pi2 - 2 * pi1 + start
-    alpha = -np.linalg.norm(r) / np.linalg.norm(v)
+    _, pi2, _, alpha, jump = sqs3_round(np.full(3, 1 / 3), lik, weights)
     assert alpha < -1.5  # the premise: a step well past plain EM's alpha = -1 (here -1.69)
-    jump = np.maximum(start - 2 * alpha * r + alpha**2 * v, start * 1e-3)
-    expected = plain_em_step(jump / jump.sum(), lik, weights)
+    expected = plain_em_step(jump, lik, weights)
     est = em_proportions(None, lik=lik, weights=weights, max_iter=1, tol=1e-12)
     np.testing.assert_allclose(est, expected, atol=1e-12)
     assert np.max(np.abs(est - pi2)) > 1e-4  # and not where two plain steps and one more would be
@@ -231,12 +238,7 @@ def test_a_round_that_ends_within_tol_of_its_start_stops_there(monkeypatch):
     init = np.array([0.3156, 0.3295, 0.3549, 0.0])
     start = np.maximum(init, 1e-6)  # EM lifts a zero start off the boundary, which it could never leave
     start /= start.sum()
-    pi1 = plain_em_step(start, lik, weights)
-    pi2 = plain_em_step(pi1, lik, weights)
-    r, v = pi1 - start, pi2 - 2 * pi1 + start
-    alpha = min(-np.linalg.norm(r) / np.linalg.norm(v), -1.0)
-    jump = np.maximum(start - 2 * alpha * r + alpha**2 * v, start * 1e-3)
-    jump /= jump.sum()
+    _, _, r, _, jump = sqs3_round(start, lik, weights)
     assert weights @ np.log(lik @ jump) >= weights @ np.log(lik @ start)  # the round keeps its extrapolation
     expected = plain_em_step(jump, lik, weights)
     assert np.max(np.abs(r)) > 0.15 >= np.max(np.abs(expected - start))  # the premise, 0.183 and 0.123
@@ -310,16 +312,11 @@ def test_at_the_default_tol_em_stops_on_a_round_whose_first_step_barely_moved(mo
 
     n, pi = 0, np.full(3, 1 / 3)
     while True:
-        pi1 = plain_em_step(pi, scaled, weights)
-        pi2 = plain_em_step(pi1, scaled, weights)
+        pi1, pi2, r, _, jump = sqs3_round(pi, scaled, weights)
         n += 2
-        r, v = pi1 - pi, pi2 - 2 * pi1 + pi
         if np.max(np.abs(r)) <= 1e-8:
             result = pi1
             break
-        alpha = min(-np.linalg.norm(r) / np.linalg.norm(v), -1.0)
-        jump = np.maximum(pi - 2 * alpha * r + alpha**2 * v, pi * 1e-3)
-        jump /= jump.sum()
         n += 1
         candidate = plain_em_step(jump, scaled, weights) if ll(jump) >= ll(pi) else pi2
         if np.max(np.abs(candidate - pi)) <= 1e-8:
