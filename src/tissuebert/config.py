@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -46,7 +46,7 @@ class ModelConfig(_Section):
     cpg_embedding_dim: int = Field(0, ge=0, description="Width of a learned vector per (panel CpG, call) added at every called CpG token (projected to model.hidden when narrower); 0 = none. Binds the model to its panel, as the panel hash already does.")
     cpg_logits: bool = Field(False, description="Add a learned logit vector per (panel CpG, call), summed over the read's calls, to the head's output: the logistic regression's features as a direct route, the encoder learns the rest.")
     joint_tokens: bool = Field(False, description="Also add a learned vector per (3-mer, call) pair to each token (an ablation of the design's sum of separate DNA and methylation embeddings; docs/training.md).")
-    fragment_states: int = Field(0, ge=0, description="K >= 2 adds the fragment-state head: the read's evidence for each of K methylation states (a per-(panel CpG, call) emission table plus the encoder's per-token correction) mixed by a learned per-(window, tissue) state distribution (U / X / M fragments for K = 3); 0 = none. Binds the model to its panel.")
+    fragment_states: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(0, description="K >= 2 adds the fragment-state head: the read's evidence for each of K methylation states (a per-(panel CpG, call) emission table plus the encoder's per-token correction) mixed by a learned per-(window, tissue) state distribution (U / X / M fragments for K = 3); 0 = none; 'auto' = with train.state_source = split, fit the atlas at K = 2, 3, 5 and 8 before the model is built and keep the K whose fit deconvolves pseudo-mixtures of the validation reads best (the run's config.yaml and checkpoints hold the K chosen: docs/training.md, \"How many states\"). Binds the model to its panel.")
     state_emissions: Literal["shared", "tissue"] = Field("shared", description="Emission tables of the fragment-state head (model.fragment_states): 'shared' = a state methylates a CpG at one rate in every tissue (the tissue sets only how often the state occurs); 'tissue' = each tissue its own rate, fitted shrunk towards the shared one (train.state_tissue_prior), for tissues whose versions of a block differ within a state (cell subtypes). docs/training.md has the comparison.")
     cpg_counts: bool = Field(False, description="Add the count route: each tissue's log-likelihood of the read's calls from a running tally of the training reads' (panel CpG, call, tissue) counts (naive Bayes, shrunk towards the CpG's rate over all tissues), times a learned scale. The tally is a buffer saved with the weights. Binds the model to its panel.")
     count_prior: float = Field(8.0, gt=0.0, description="Prior strength of the count route, in reads: how far a (CpG, tissue) frequency is shrunk towards the CpG's rate over all tissues.")
@@ -128,6 +128,9 @@ class Config(_Section):
         if self.train.state_source == "split" and not self.model.fragment_states:
             raise ValueError("train.state_source = split fits the fragment-state head: set model.fragment_states "
                              "(e.g. 3)")
+        if self.model.fragment_states == "auto" and self.train.state_source != "split":
+            raise ValueError("model.fragment_states = auto chooses K by fitting the fragment-state atlas to the training "
+                             "split: set train.state_source = split, or give model.fragment_states a number (e.g. 3)")
         if self.train.state_tissue_prior != "auto" and not self.train.state_tissue_prior > 0:
             raise ValueError(f"train.state_tissue_prior must be 'auto' or a number of pseudo-calls > 0, got "
                              f"{self.train.state_tissue_prior}")
@@ -204,11 +207,20 @@ def _validate(data: dict[str, Any], source: str) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"]) or "config"
+        errors = exc.errors()
+        err = errors[0]
         msg = err["msg"].removeprefix("Value error, ")
-        if not err["loc"]:  # a check across sections: the message names its keys
+        if len(err["loc"]) < 2:  # a check across keys: the message names them
             raise ConfigError(msg, path=source) from None
+        field = err["loc"][:2]
+        # a key of several types (a number or 'auto') fails once per type, each with its tag in loc
+        alternatives = [e["msg"] for e in errors if e["loc"][:2] == field]
+        if len(err["loc"]) > 2 and len(alternatives) > 1:
+            msg = " or ".join(dict.fromkeys(a.removeprefix("Input should be ") for a in alternatives))
+            msg = f"Input should be {msg}"
+        else:
+            field = err["loc"]
+        key = ".".join(str(p) for p in field)
         raise ConfigError(f"{key}: {msg} (got {err.get('input')!r})", path=source) from None
 
 

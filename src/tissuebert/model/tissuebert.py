@@ -529,6 +529,10 @@ class CpGCounts(nn.Module):
 def build_model(model_cfg, n_tissues: int, panel=None) -> TissueBERT:
     """Model from a :class:`tissuebert.config.ModelConfig`; ``panel`` (a store Panel, or the
     ``panel_buffers`` dict) is needed when the config uses the panel-bound parts."""
+    if model_cfg.fragment_states == "auto":
+        raise ValueError("model.fragment_states = auto is resolved to a number of states when a training run starts "
+                         "(train/setup.py: resolve_fragment_states); build the model from that run's config, or set "
+                         "model.fragment_states to a number")
     panel_bound = bool(model_cfg.cpg_embedding_dim or model_cfg.cpg_logits or model_cfg.fragment_states
                        or model_cfg.cpg_counts)
     if panel is not None and not isinstance(panel, dict):

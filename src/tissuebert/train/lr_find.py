@@ -24,7 +24,7 @@ from tissuebert.model.tissuebert import build_model
 from tissuebert.progress import get_logger, track
 from tissuebert.store.store import Store
 from tissuebert.train.optim import build_loss, build_optimizer
-from tissuebert.train.setup import freeze_states, prime_counts, prime_states
+from tissuebert.train.setup import freeze_states, prime_counts, prime_states, resolve_fragment_states
 from tissuebert.train.state import step_seed
 
 log = get_logger("train.lr_find")
@@ -71,10 +71,11 @@ def lr_range_test(config: Config, store: str | Path, out: str | Path, *, steps: 
     store_ = Store.open(store)
     sampler = TrainSampler(store_, min_cpgs=config.data.min_cpgs, in_memory=config.data.in_memory, seed=cfg.seed,
                            cpg_dropout=config.data.cpg_dropout)
+    config, choice = resolve_fragment_states(config, sampler)  # the K a training run would choose
     torch.manual_seed(cfg.seed)
     model = build_model(config.model, len(store_.tissues), store_.panel).to(device)
     prime_counts(model, sampler, cfg.count_source)
-    prime_states(model, sampler, cfg.state_source, cfg.state_tissue_prior, config.data.min_cpgs)
+    prime_states(model, sampler, cfg.state_source, cfg.state_tissue_prior, config.data.min_cpgs, choice=choice)
     freeze_states(model, cfg.state_source)
     model.train()
     optimizer = build_optimizer(model, cfg)

@@ -24,10 +24,11 @@ from tissuebert.data.eval_set import EvalReads, build_eval_reads
 from tissuebert.data.sampler import TrainSampler
 from tissuebert.dist import DistInfo, barrier
 from tissuebert.errors import CheckpointError, OutputExistsError, StoreError
-from tissuebert.inference.checkpoint import check_compatible, checkpoint_config, save_checkpoint
+from tissuebert.inference.checkpoint import check_compatible, checkpoint_config, load_checkpoint, save_checkpoint
 from tissuebert.model.tissuebert import TissueBERT, build_model, count_parameters
 from tissuebert.progress import get_logger
 from tissuebert.store.store import Store
+from tissuebert.train.atlas_choice import STATE_CANDIDATES, TISSUE_PRIORS, StateChoice, choose_states
 from tissuebert.train.optim import build_loss, build_optimizer, build_scheduler, panel_max_lr
 from tissuebert.train.state import (
     Position,
@@ -41,6 +42,9 @@ from tissuebert.train.state import (
 )
 
 log = get_logger("train")
+
+# model.fragment_states = auto on a store without validation reads: the U / X / M of UXM
+AUTO_FALLBACK_STATES = 3
 
 
 @dataclass
@@ -210,6 +214,9 @@ def setup_run(config: Config, store_root: str | Path, run_dir: str | Path, *, re
     if state is not None:
         check_compatible(state, tissues=store.tissues, panel_hash=store.panel_hash, path=resumed_from)
 
+    choice = None
+    if state is None:  # a resumed run's config holds the K chosen when it started
+        config, choice = resolve_fragment_states(config, sampler, init_from)
     torch.manual_seed(config.train.seed)  # identical initial weights on every rank and every rerun
     model = build_model(config.model, len(store.tissues), store.panel).to(info.device)
     cfg = config.train
@@ -233,7 +240,7 @@ def setup_run(config: Config, store_root: str | Path, run_dir: str | Path, *, re
         if init_from is not None:
             run.init_from = load_init_weights(model, init_from, tissues=store.tissues, panel_hash=store.panel_hash)
         prime_counts(model, sampler, cfg.count_source)
-        prime_states(model, sampler, cfg.state_source, cfg.state_tissue_prior, config.data.min_cpgs)
+        prime_states(model, sampler, cfg.state_source, cfg.state_tissue_prior, config.data.min_cpgs, choice=choice)
     run.resume_count = _count_resume(run_dir, point, restarted, config, info)  # once every check has passed
     if info.enabled:
         # broadcast_buffers off: the panel buffers never change, and the count route's tally is kept
@@ -273,33 +280,91 @@ def freeze_states(model: TissueBERT, source: str) -> None:
     model.states.prior.weight.requires_grad_(False)
 
 
+def _held_out(sampler: TrainSampler, min_cpgs: int) -> TrainSampler | None:
+    """The store's validation reads as a sampler, for choosing the atlas on them; None without any."""
+    if not sampler.store.samples("val"):
+        return None
+    held_out = TrainSampler(sampler.store, split="val", min_cpgs=min_cpgs, in_memory=False)
+    return held_out if held_out.n_reads else None
+
+
+def _emissions(per_tissue: bool, tissue_prior: float | str) -> tuple[float | None, ...]:
+    """The emissions :func:`choose_states` scores: shared only (model.state_emissions = shared), per-tissue
+    at the given prior, or (train.state_tissue_prior = auto) shared and per-tissue at each auto prior."""
+    if not per_tissue:
+        return (None,)
+    return (None, *TISSUE_PRIORS) if tissue_prior == "auto" else (float(tissue_prior),)
+
+
+def resolve_fragment_states(config: Config, sampler: TrainSampler, init_from: str | Path | None = None
+                            ) -> tuple[Config, StateChoice | None]:
+    """model.fragment_states = auto, before a new run's model is built (K sets the head's size):
+    fit the atlas at each K of STATE_CANDIDATES on the training split and keep the K (and
+    emissions) that deconvolve pseudo-mixtures of the validation reads best. Returns the config
+    with that K, which the run's config.yaml and checkpoints hold (so a resume, --init-from and
+    inference build the same model), and the fit kept (for :func:`prime_states`, not refitted).
+    With --init-from, the K of that checkpoint (its weights need that shape). Every rank computes
+    the same deterministic choice."""
+    if config.model.fragment_states != "auto":
+        return config, None
+    chosen = config.model_copy(deep=True)
+    if init_from is not None:
+        saved = checkpoint_config(load_checkpoint(Path(init_from)), Path(init_from)).model.fragment_states
+        if not saved:
+            raise CheckpointError("model.fragment_states = auto, and the --init-from checkpoint has no fragment-state "
+                                  "head to take K from", path=init_from,
+                                  hint="give the new run the checkpoint's model.* settings (model.fragment_states=0 "
+                                       "and train.state_source=learned)")
+        chosen.model.fragment_states = int(saved)
+        log.info("model.fragment_states = auto: %d states, as the --init-from checkpoint", saved)
+        return chosen, None
+    held_out = _held_out(sampler, config.data.min_cpgs)
+    if held_out is None:
+        chosen.model.fragment_states = AUTO_FALLBACK_STATES
+        log.warning("model.fragment_states = auto chooses on the validation reads and the store has none with a call: "
+                    "%d states (set model.fragment_states to a number to choose yourself)", AUTO_FALLBACK_STATES)
+        return chosen, None
+    started = time.perf_counter()
+    choice = choose_states(sampler, held_out, STATE_CANDIDATES,
+                           emissions=_emissions(config.model.state_emissions == "tissue", config.train.state_tissue_prior))
+    chosen.model.fragment_states = choice.n_states
+    log.info("model.fragment_states = auto: kept %s, the smallest held-out mixture error of %d fits (%.5f; %.1f s)",
+             choice.describe(), len(choice.scores), choice.scores[(choice.n_states, choice.prior)][0],
+             time.perf_counter() - started)
+    return chosen, choice
+
+
 def prime_states(model: TissueBERT, sampler: TrainSampler, source: str, tissue_prior: float | str = "auto",
-                 min_cpgs: int = 1) -> None:
+                 min_cpgs: int = 1, *, choice: StateChoice | None = None) -> None:
     """train.state_source = split: the fragment-state head starts from an EM fit of the training
-    split (a new run only; every rank fits the same deterministic EM; :func:`freeze_states` keeps it)."""
+    split (a new run only; every rank fits the same deterministic EM; :func:`freeze_states` keeps it).
+    ``choice``: the fit :func:`resolve_fragment_states` kept, used as it is."""
     if source != "split" or model.states is None:
         return
     from tissuebert.data.state_atlas import fit_state_atlas, tissue_tables
-    from tissuebert.train.atlas_choice import choose_state_atlas
 
-    if not model.states.per_tissue:
-        theta, pi = fit_state_atlas(sampler, model.states.n_states)
+    n_states, n_tissues = model.states.n_states, len(sampler.store.tissues)
+    if choice is not None:
+        if choice.n_states != n_states:
+            raise ValueError(f"the atlas chosen has {choice.n_states} states, the model's head {n_states}")
+        theta, pi = choice.theta, choice.pi
+    elif not model.states.per_tissue:
+        theta, pi = fit_state_atlas(sampler, n_states)
     elif tissue_prior != "auto":
-        theta, pi = fit_state_atlas(sampler, model.states.n_states, tissue_prior=float(tissue_prior))
+        theta, pi = fit_state_atlas(sampler, n_states, tissue_prior=float(tissue_prior))
     else:
-        held_out = None
-        if sampler.store.samples("val"):
-            held_out = TrainSampler(sampler.store, split="val", min_cpgs=min_cpgs, in_memory=False)
-        if held_out is None or held_out.n_reads == 0:
+        held_out = _held_out(sampler, min_cpgs)
+        if held_out is None:
             log.warning("train.state_tissue_prior = auto chooses on the validation reads and the store has none: "
                         "the fragment-state atlas keeps shared emissions (set train.state_tissue_prior to a "
                         "number of pseudo-calls, e.g. 100, for per-tissue ones)")
-            theta, pi = fit_state_atlas(sampler, model.states.n_states)
+            theta, pi = fit_state_atlas(sampler, n_states)
         else:
-            theta, pi, chosen, _ = choose_state_atlas(sampler, held_out, model.states.n_states)
-            log.info("fragment-state atlas: kept %s emissions (smallest held-out mixture error)",
-                     "shared" if chosen is None else f"per-tissue, prior {chosen:g}")
-        theta = tissue_tables(theta, len(sampler.store.tissues))  # a shared fit fills every tissue's columns
+            choice = choose_states(sampler, held_out, (n_states,))
+            theta, pi = choice.theta, choice.pi
+            log.info("fragment-state atlas: kept %s (smallest held-out mixture error)", choice.describe())
+    if model.states.per_tissue:
+        theta = tissue_tables(theta, n_tissues)  # a shared fit fills every tissue's columns
     model.set_states(theta, pi)
 
 

@@ -223,6 +223,10 @@ def load_init_weights(model: torch.nn.Module, path: str | Path, *, tissues: list
     return path
 
 
+# keys whose 'auto' a run resolves when it starts and saves resolved: 'auto' given on resume is no difference
+RESOLVED_AT_START = frozenset({"model.fragment_states"})
+
+
 def config_differences(given: Config, saved: Config) -> list[str]:
     """Keys whose values differ between two configs, as 'section.key: saved -> given'."""
     a, b = config_to_dict(saved), config_to_dict(given)
@@ -231,6 +235,8 @@ def config_differences(given: Config, saved: Config) -> list[str]:
         if not isinstance(body, dict):
             continue
         for key, value in body.items():
+            if f"{section}.{key}" in RESOLVED_AT_START and b.get(section, {}).get(key) == "auto":
+                continue
             if b.get(section, {}).get(key) != value:
                 out.append(f"{section}.{key}: {value} -> {b.get(section, {}).get(key)}")
     return out
