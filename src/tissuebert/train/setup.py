@@ -28,7 +28,7 @@ from tissuebert.inference.checkpoint import check_compatible, checkpoint_config,
 from tissuebert.model.tissuebert import TissueBERT, build_model, count_parameters
 from tissuebert.progress import get_logger
 from tissuebert.store.store import Store
-from tissuebert.train.atlas_choice import STATE_CANDIDATES, TISSUE_PRIORS, StateChoice, choose_states
+from tissuebert.train.atlas_choice import STATE_CANDIDATES, TISSUE_PRIORS, StateChoice, choose_states, fit_emissions
 from tissuebert.train.optim import build_loss, build_optimizer, build_scheduler, panel_max_lr
 from tissuebert.train.state import (
     Position,
@@ -338,31 +338,33 @@ def prime_states(model: TissueBERT, sampler: TrainSampler, source: str, tissue_p
                  min_cpgs: int = 1, *, choice: StateChoice | None = None) -> None:
     """train.state_source = split: the fragment-state head starts from an EM fit of the training
     split (a new run only; every rank fits the same deterministic EM; :func:`freeze_states` keeps it).
-    ``choice``: the fit :func:`resolve_fragment_states` kept, used as it is."""
+    ``choice``: the fit :func:`resolve_fragment_states` kept (fitted again on every window when it
+    was chosen on a subset of them)."""
     if source != "split" or model.states is None:
         return
     from tissuebert.data.state_atlas import fit_state_atlas, tissue_tables
 
     n_states, n_tissues = model.states.n_states, len(sampler.store.tissues)
-    if choice is not None:
-        if choice.n_states != n_states:
-            raise ValueError(f"the atlas chosen has {choice.n_states} states, the model's head {n_states}")
-        theta, pi = choice.theta, choice.pi
-    elif not model.states.per_tissue:
-        theta, pi = fit_state_atlas(sampler, n_states)
-    elif tissue_prior != "auto":
-        theta, pi = fit_state_atlas(sampler, n_states, tissue_prior=float(tissue_prior))
-    else:
+    if choice is None and model.states.per_tissue and tissue_prior == "auto":
         held_out = _held_out(sampler, min_cpgs)
         if held_out is None:
             log.warning("train.state_tissue_prior = auto chooses on the validation reads and the store has none: "
                         "the fragment-state atlas keeps shared emissions (set train.state_tissue_prior to a "
                         "number of pseudo-calls, e.g. 100, for per-tissue ones)")
-            theta, pi = fit_state_atlas(sampler, n_states)
+            tissue_prior = None
         else:
             choice = choose_states(sampler, held_out, (n_states,))
-            theta, pi = choice.theta, choice.pi
             log.info("fragment-state atlas: kept %s (smallest held-out mixture error)", choice.describe())
+    if choice is not None:
+        if choice.n_states != n_states:
+            raise ValueError(f"the atlas chosen has {choice.n_states} states, the model's head {n_states}")
+        theta, pi = choice.theta, choice.pi
+        if choice.windows is not None:  # chosen on a subset of the windows: the kept kind, fitted on all
+            theta, pi, _ = fit_emissions(sampler, n_states, choice.prior)
+    elif model.states.per_tissue and tissue_prior is not None:
+        theta, pi = fit_state_atlas(sampler, n_states, tissue_prior=float(tissue_prior))
+    else:
+        theta, pi = fit_state_atlas(sampler, n_states)
     if model.states.per_tissue:
         theta = tissue_tables(theta, n_tissues)  # a shared fit fills every tissue's columns
     model.set_states(theta, pi)
