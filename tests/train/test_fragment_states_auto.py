@@ -90,6 +90,7 @@ def test_resolve_without_validation_reads_falls_back_with_a_warning(tmp_path, ca
         resolved, choice = resolve_fragment_states(_config(), TrainSampler(no_val))
     assert resolved.model.fragment_states == AUTO_FALLBACK_STATES == 3 and choice is None
     assert "validation reads" in caplog.text and "model.fragment_states" in caplog.text
+    assert "3 states" in caplog.text
 
 
 def test_auto_is_refused_where_it_cannot_be_resolved():

@@ -281,11 +281,11 @@ def freeze_states(model: TissueBERT, source: str) -> None:
 
 
 def _held_out(sampler: TrainSampler, min_cpgs: int) -> TrainSampler | None:
-    """The store's validation reads as a sampler, for choosing the atlas on them; None without any."""
+    """The store's validation reads as a sampler, for choosing the atlas on them; None without
+    validation samples (validation samples without an eligible read are the sampler's error)."""
     if not sampler.store.samples("val"):
         return None
-    held_out = TrainSampler(sampler.store, split="val", min_cpgs=min_cpgs, in_memory=False)
-    return held_out if held_out.n_reads else None
+    return TrainSampler(sampler.store, split="val", min_cpgs=min_cpgs, in_memory=False)
 
 
 def _emissions(per_tissue: bool, tissue_prior: float | str) -> tuple[float | None, ...]:
@@ -321,8 +321,9 @@ def resolve_fragment_states(config: Config, sampler: TrainSampler, init_from: st
     held_out = _held_out(sampler, config.data.min_cpgs)
     if held_out is None:
         chosen.model.fragment_states = AUTO_FALLBACK_STATES
-        log.warning("model.fragment_states = auto chooses on the validation reads and the store has none with a call: "
-                    "%d states (set model.fragment_states to a number to choose yourself)", AUTO_FALLBACK_STATES)
+        log.warning("model.fragment_states = auto chooses on the validation reads and the store has no validation "
+                    "samples: %d states (set model.fragment_states to a number to choose yourself)",
+                    AUTO_FALLBACK_STATES)
         return chosen, None
     started = time.perf_counter()
     choice = choose_states(sampler, held_out, STATE_CANDIDATES,
