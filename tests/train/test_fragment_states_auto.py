@@ -136,49 +136,17 @@ def test_a_run_carries_the_chosen_k_through_checkpoint_resume_and_init_from(stor
     assert load(None, init / RUN.CONFIG).model.fragment_states == 4
 
 
-def test_window_subset_takes_a_random_prefix_of_windows_that_fits():
-    from tissuebert.train.atlas_choice import window_subset
 
-    rows = np.array([5, 1, 7, 3, 0, 2, 9, 4, 4, 1])  # rows per window; window 4 has none
-    window = np.repeat(np.arange(rows.size), rows)
-    assert window_subset(window, window.size) is None
-    for max_rows in (1, 9, 12, 20, 35):
-        for seed in range(5):
-            kept = window_subset(window, max_rows, seed=seed)
-            order = np.random.default_rng(seed).permutation(np.flatnonzero(rows))
-            taken = order[:kept.size]
-            np.testing.assert_array_equal(kept, np.sort(taken))  # a prefix of the seeded order
-            assert 4 not in kept
-            if kept.size > 1 or rows[taken].sum() <= max_rows:
-                assert rows[kept].sum() <= max_rows
-                assert rows[order[:kept.size + 1]].sum() > max_rows  # the next window would not fit
-            else:
-                assert kept.size == 1  # one window even when it alone holds more than max_rows
-
-
-def test_a_choice_on_some_windows_fits_them_as_the_whole_panel_does_and_is_refitted_on_all(store):
-    """The atlas's windows are fitted independently, so the fit of a subset equals the whole fit
-    on those windows; the head then gets the whole panel's fit of the kind kept."""
-    from tissuebert.train.atlas_choice import fit_emissions
+def test_prime_states_uses_the_choice_as_it_is_and_refuses_one_of_another_k(store):
     from tissuebert.train.setup import prime_states
 
     train, val = TrainSampler(store), TrainSampler(store, split="val")
-    choice = choose_states(train, val, (2, 3), emissions=(None, 100.0), max_rows=200, seed=3)
-    windows = choice.windows
-    assert windows is not None and 0 < windows.size < store.panel.n_windows
-    whole_theta, whole_pi, _ = fit_emissions(train, choice.n_states, choice.prior)
-    np.testing.assert_allclose(choice.pi[windows], whole_pi[windows], rtol=1e-9, atol=1e-12)
-    cpgs = np.concatenate([np.arange(store.panel.cpg_ptr[w], store.panel.cpg_ptr[w + 1]) for w in windows])
-    np.testing.assert_allclose(choice.theta[cpgs], whole_theta[cpgs], rtol=1e-9, atol=1e-12)
-    others = np.setdiff1d(np.arange(store.panel.n_windows), windows)
-    assert np.allclose(choice.pi[others], 1.0 / choice.n_states)  # never fitted: the uniform start
-    assert not np.allclose(whole_pi[others], 1.0 / choice.n_states)
-
-    config = _config(f"model.fragment_states={choice.n_states}")
-    model = build_model(config.model, 3, store.panel)
+    choice = choose_states(train, val, (2, 3), emissions=(None,), iterations=10)
+    model = build_model(_config(f"model.fragment_states={choice.n_states}", "model.state_emissions=shared").model,
+                        3, store.panel)
     prime_states(model, train, "split", "auto", choice=choice)
-    prior = model.states.prior.weight.detach().double().numpy().reshape(whole_pi.shape)
-    np.testing.assert_allclose(prior, np.log(whole_pi), rtol=1e-6, atol=1e-6)
-    with pytest.raises(ValueError, match="states"):
+    prior = model.states.prior.weight.detach().double().numpy().reshape(choice.pi.shape)
+    np.testing.assert_allclose(prior, np.log(choice.pi), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="the atlas chosen has"):
         prime_states(build_model(_config("model.fragment_states=5").model, 3, store.panel), train, "split",
                      "auto", choice=choice)  # candidates 2 and 3: never 5

@@ -44,16 +44,13 @@ def mixture_error(loglik: np.ndarray, reads: tuple, n_tissues: int, *, mixtures:
 # chose by noise on `structured` (validation error 0.0110 / 0.0120 / 0.0101, benchmark error of the
 # atlas alone 0.0118 at 100, 0.0142 at 30: docs/training.md)
 TISSUE_PRIORS = (100.0,)
-# model.fragment_states = auto: the Ks tried. The validation mixture error chose K = 2 on `demo`
-# (one block per window) and 5-8 on `structured` (several blocks per window), and the model trained
-# at the chosen K beat the one at K = 3 on both (docs/training.md, "How many states")
+# model.fragment_states = auto: the Ks tried, each fitted on the whole training split (8 fits with
+# per-tissue emissions: 26 s on `demo`, ~3 min on `structured`, ~45 min on `small`'s 2.65 M distinct
+# rows on one thread). The validation mixture error chose K = 2 on `demo` and 8 on `structured`, and
+# the model at that K beat K = 3 on both; on `small` it ranks K = 3 ahead of 8, as the model does.
+# Choosing on a subset of the windows to save time picked 8 there and lost (docs/training.md,
+# "How many states")
 STATE_CANDIDATES = (2, 3, 5, 8)
-# the choice fits every candidate: on a larger split it fits them on a random subset of the windows
-# holding at most this many distinct training rows (the atlas's windows are fitted independently of
-# each other, so a window's fit is the same in the subset as in the whole panel), then the kept
-# K is fitted on every window. `structured` (298,074 rows) is chosen on whole; `small` (2.65 M rows,
-# ~45 min for the 8 fits of the whole split) on about a ninth of its windows
-MAX_CHOICE_ROWS = 300_000
 
 
 @dataclass
@@ -65,7 +62,6 @@ class StateChoice:
     pi: np.ndarray
     prior: float | None  # None = shared emissions
     scores: dict[tuple[int, float | None], tuple[float, float]]  # (K, prior) -> (mixture error, log-lik per read)
-    windows: np.ndarray | None = None  # the windows fitted and scored (None = all): the tables hold only them
 
     def describe(self) -> str:
         return (f"{self.n_states} states, " + ("shared emissions" if self.prior is None
@@ -73,16 +69,12 @@ class StateChoice:
 
 
 def choose_states(sampler, held_out, candidates: tuple[int, ...], *,
-                  emissions: tuple[float | None, ...] = (None, *TISSUE_PRIORS), iterations: int = 40,
-                  max_rows: int | None = MAX_CHOICE_ROWS, seed: int = 0) -> StateChoice:
+                  emissions: tuple[float | None, ...] = (None, *TISSUE_PRIORS), iterations: int = 40) -> StateChoice:
     """For each K in ``candidates``: fit the atlas with shared emissions, then with per-tissue ones
     at each prior of ``emissions`` (None there = the shared fit itself; each per-tissue fit continues
     from the shared one for half as many iterations), on ``sampler``'s split; score each fit by
     :func:`mixture_error` on ``held_out``'s reads (another split of the same store: validation),
     and keep the one with the smallest error (the first on a tie: the fewer states, then shared).
-    With more than ``max_rows`` distinct training rows, all of it on a random subset of the windows
-    (``seed``; :func:`window_subset`): the choice's ``windows`` then says which, and only their
-    rows of the tables are fitted.
 
     Why mixtures and not the held-out likelihood: on ``structured`` the likelihood kept improving
     down to 10 pseudo-calls while the mixture error of the fit was best near 100
@@ -96,12 +88,6 @@ def choose_states(sampler, held_out, candidates: tuple[int, ...], *,
     reads = split_reads(sampler)
     test = split_reads(held_out)
     n_tissues = len(sampler.store.tissues)
-    windows = window_subset(reads[0] // n_tissues, max_rows, seed=seed) if max_rows else None
-    if windows is not None:
-        log.info("choosing the atlas on %d of %d windows (%d of %d distinct training rows; the kept one is then "
-                 "fitted on all)", windows.size, sampler.store.panel.n_windows,
-                 int(np.isin(reads[0] // n_tissues, windows).sum()), reads[0].size)
-        reads, test = rows_in(reads, windows, n_tissues), rows_in(test, windows, n_tissues)
     best, scores = None, {}
     for k in candidates:
         shared = None
@@ -113,7 +99,7 @@ def choose_states(sampler, held_out, candidates: tuple[int, ...], *,
                      "per read %.4f", k, "shared" if a is None else f"per-tissue (prior {a:g})", *scores[(k, a)])
             if best is None or error < best[4]:
                 best = (k, theta, pi, a, error)
-    return StateChoice(best[0], best[1], best[2], best[3], scores, windows)
+    return StateChoice(best[0], best[1], best[2], best[3], scores)
 
 
 def fit_emissions(sampler, n_states: int, prior: float | None, *, reads: tuple | None = None, iterations: int = 40,
@@ -130,28 +116,9 @@ def fit_emissions(sampler, n_states: int, prior: float | None, *, reads: tuple |
     return theta, pi, shared
 
 
-def window_subset(window: np.ndarray, max_rows: int, *, seed: int = 0) -> np.ndarray | None:
-    """The windows of ``window`` (each row's window) in a random order (``seed``) up to the last one
-    whose rows still fit in ``max_rows`` with those before it, sorted; at least one window. None
-    when every row fits."""
-    if window.size <= max_rows:
-        return None
-    per_window = np.bincount(window)
-    order = np.random.default_rng(seed).permutation(np.flatnonzero(per_window))
-    taken = int(np.searchsorted(np.cumsum(per_window[order]), max_rows, side="right"))
-    return np.sort(order[:max(1, taken)])
-
-
-def rows_in(reads: tuple, windows: np.ndarray, n_tissues: int) -> tuple:
-    """The :func:`split_reads` rows of ``windows``."""
-    keep = np.isin(reads[0] // n_tissues, windows)
-    return tuple(a[keep] for a in reads)
-
-
 def choose_state_atlas(sampler, held_out, n_states: int, *, priors: tuple = TISSUE_PRIORS, iterations: int = 40
                        ) -> tuple[np.ndarray, np.ndarray, float | None, dict]:
-    """:func:`choose_states` at one K, on every window: (theta, pi, the prior kept (None = shared),
+    """:func:`choose_states` at one K: (theta, pi, the prior kept (None = shared),
     {prior: (held-out mixture error, held-out mean log-likelihood per read)})."""
-    choice = choose_states(sampler, held_out, (n_states,), emissions=(None, *priors), iterations=iterations,
-                           max_rows=None)
+    choice = choose_states(sampler, held_out, (n_states,), emissions=(None, *priors), iterations=iterations)
     return choice.theta, choice.pi, choice.prior, {a: v for (_, a), v in choice.scores.items()}

@@ -28,7 +28,7 @@ from tissuebert.inference.checkpoint import check_compatible, checkpoint_config,
 from tissuebert.model.tissuebert import TissueBERT, build_model, count_parameters
 from tissuebert.progress import get_logger
 from tissuebert.store.store import Store
-from tissuebert.train.atlas_choice import STATE_CANDIDATES, TISSUE_PRIORS, StateChoice, choose_states, fit_emissions
+from tissuebert.train.atlas_choice import STATE_CANDIDATES, TISSUE_PRIORS, StateChoice, choose_states
 from tissuebert.train.optim import build_loss, build_optimizer, build_scheduler, panel_max_lr
 from tissuebert.train.state import (
     Position,
@@ -339,8 +339,7 @@ def prime_states(model: TissueBERT, sampler: TrainSampler, source: str, tissue_p
                  min_cpgs: int = 1, *, choice: StateChoice | None = None) -> None:
     """train.state_source = split: the fragment-state head starts from an EM fit of the training
     split (a new run only; every rank fits the same deterministic EM; :func:`freeze_states` keeps it).
-    ``choice``: the fit :func:`resolve_fragment_states` kept (fitted again on every window when it
-    was chosen on a subset of them)."""
+    ``choice``: the fit :func:`resolve_fragment_states` kept, used as it is."""
     if source != "split" or model.states is None:
         return
     from tissuebert.data.state_atlas import fit_state_atlas, tissue_tables
@@ -360,8 +359,6 @@ def prime_states(model: TissueBERT, sampler: TrainSampler, source: str, tissue_p
         if choice.n_states != n_states:
             raise ValueError(f"the atlas chosen has {choice.n_states} states, the model's head {n_states}")
         theta, pi = choice.theta, choice.pi
-        if choice.windows is not None:  # chosen on a subset of the windows: the kept kind, fitted on all
-            theta, pi, _ = fit_emissions(sampler, n_states, choice.prior)
     elif model.states.per_tissue and tissue_prior is not None:
         theta, pi = fit_state_atlas(sampler, n_states, tissue_prior=float(tissue_prior))
     else:
