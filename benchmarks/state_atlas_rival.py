@@ -77,7 +77,8 @@ def main() -> None:
     elif args.tissue_prior == "auto":
         theta, pi, chosen, scores = choose_state_atlas(train, TrainSampler(store, split="val"), args.states,
                                                        iterations=args.iterations)
-        print("held-out log-likelihood per read:", {k: round(v, 4) for k, v in scores.items()}, "-> kept", chosen)
+        print("held-out mixture error, log-likelihood per read:",
+              {k: (round(e, 5), round(ll, 4)) for k, (e, ll) in scores.items()}, "-> kept", chosen)
         theta = tissue_tables(theta, len(store.tissues))
     else:
         theta, pi = fit_state_atlas(train, args.states, iterations=args.iterations,
