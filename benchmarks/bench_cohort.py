@@ -36,8 +36,6 @@ def _state(preset: str, panel, tissues: list[str]):
     from tissuebert.model.tissuebert import build_model
 
     config = load_config(preset)
-    if config.model.fragment_states == "auto":  # a training run resolves it (2-8 states); timing an untrained model
-        config.model.fragment_states = 3
     torch.manual_seed(0)
     model = build_model(config.model, len(tissues), panel).eval()
     state = {CKPT.MODEL: model.state_dict(), CKPT.CONFIG: config_to_dict(config), CKPT.TISSUES: tissues,

@@ -177,14 +177,6 @@ def time_model(model: nn.Module, batch: int, steps: int, precision: str, train: 
     return batch / times[len(times) // 2]
 
 
-def _model_config(preset: str):
-    """The preset's model; fragment_states = auto (which a training run resolves to 2-8 states) as 3."""
-    cfg = load_config(preset).model
-    if cfg.fragment_states == "auto":
-        cfg.fragment_states = 3
-    return cfg
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="paper")
@@ -199,7 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
     DEVICE = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     args.batch = args.batch or (32 if DEVICE.type == "cpu" else 128)
     if args.sweep:
-        cfg = _model_config(args.preset)
+        cfg = load_config(args.preset).model
         torch.manual_seed(0)
         model = build_tissuebert(cfg)
         rates = {int(b): time_model(model, int(b), args.steps, "bf16", train=True) for b in args.sweep.split(",")}
@@ -207,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"bf16 tissuebert train, batch {batch:4d}: {rate:6.1f} samples/s")
         return {"sweep": rates}
     torch.manual_seed(0)
-    cfg = _model_config(args.preset)
+    cfg = load_config(args.preset).model
     peak = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
     where = (f"threads={torch.get_num_threads()}" if DEVICE.type == "cpu"
              else f"{torch.cuda.get_device_name(DEVICE)} (TF32 {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'})")

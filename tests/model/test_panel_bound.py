@@ -27,8 +27,7 @@ def test_features_name_each_called_panel_cpg():
 
 
 def test_cpg_logits_route_adds_the_learned_vectors_and_checkpoint_rebuilds_it():
-    overrides = ["model.cpg_logits=true", "model.cpg_embedding_dim=16", "model.fragment_states=3"]
-    cfg = load_config("tiny", overrides=overrides).model
+    cfg = load_config("tiny", overrides=["model.cpg_logits=true", "model.cpg_embedding_dim=16"]).model
     torch.manual_seed(0)
     model = build_model(cfg, 4, panel_buffers(HandPanel())).eval()
     dna = torch.randint(2, 66, (2, N_TOKENS))
@@ -48,7 +47,8 @@ def test_cpg_logits_route_adds_the_learned_vectors_and_checkpoint_rebuilds_it():
     from tissuebert.inference.checkpoint import model_from_checkpoint
 
     state = {CKPT.MODEL: model.state_dict(), CKPT.TISSUES: ["a", "b", "c", "d"],
-             CKPT.CONFIG: load_config("tiny", overrides=overrides).model_dump(mode="json")}
+             CKPT.CONFIG: load_config("tiny", overrides=["model.cpg_logits=true",
+                                                         "model.cpg_embedding_dim=16"]).model_dump(mode="json")}
     again = model_from_checkpoint(state)
     with torch.no_grad():
         torch.testing.assert_close(again(dna, meth, window), moved)

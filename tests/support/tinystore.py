@@ -125,8 +125,7 @@ def build_store(root: Path, seed: int = 0, reads_per_sample: int = 600) -> Store
 
 
 def tiny_config():
-    # fragment_states: a number, as a training run's resolved config holds (the preset says auto)
-    return load_config("tiny", overrides=["model.fragment_states=3", "model.n_layers=1", "model.hidden=32", "model.n_heads=2",
+    return load_config("tiny", overrides=["model.n_layers=1", "model.hidden=32", "model.n_heads=2",
                                           "model.ffn=64", "model.head_hidden=32", "model.dropout=0.0",
                                           "eval.bootstrap=20"])
 

@@ -30,7 +30,7 @@ PANEL_TABLES = ("cpg_emb.weight", "cpg_logit.weight", "states.emission.weight", 
 
 
 def _state(overrides: list[str], tissues: list[str] = TISSUES, panel=None, seed: int = 0) -> tuple[dict, torch.nn.Module]:
-    config = load_config("tiny", overrides=["model.fragment_states=3", *overrides])  # a number, as a run's config
+    config = load_config("tiny", overrides=overrides)
     torch.manual_seed(seed)
     model = build_model(config.model, len(tissues), panel).eval()
     state = {CKPT.MODEL: model.state_dict(), CKPT.CONFIG: config.model_dump(mode="json"), CKPT.TISSUES: tissues,

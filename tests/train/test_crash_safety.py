@@ -31,8 +31,7 @@ pytestmark = pytest.mark.slow  # end to end: deselected by `make test-fast`
 ARGS = sets(*FAST, "train.epochs=2", "train.steps_per_epoch=10", "train.deterministic=true", "train.log_every=1",
             "train.threads=1", "train.checkpoint_every=1", "train.max_lr=1e-2",
             # the design's encoder alone: its validation loss falls at epoch 2, which the kill cases rely on
-            "model.pooling=mean", "model.cpg_embedding_dim=0", "model.cpg_logits=false",
-            "model.fragment_states=3")  # a fixed K (tiny says auto): the trajectory the kill cases rely on
+            "model.pooling=mean", "model.cpg_embedding_dim=0", "model.cpg_logits=false")
 TIMING_COLUMNS = {"epoch_s", "elapsed_s", "eta_s", "samples_per_s", "peak_gpu_mem_mb", "peak_cpu_mem_mb"}
 # the epoch end in the order it runs; best_* are written at epoch 1 (anything beats no best yet)
 STAGES = ["logged", "best_loss.pt.tmp", "best_loss.pt", "best_acc.pt.tmp", "best_acc.pt", "epoch_0001.pt.tmp",

@@ -54,7 +54,7 @@ def test_tiny_run_warms_up_over_at_least_two_steps():
     assert lrs[-1] == pytest.approx(cfg.max_lr / cfg.div_factor / cfg.final_div_factor, rel=0.01)
 
 
-TABLES = ["model.cpg_embedding_dim=64", "model.cpg_logits=true", "model.fragment_states=3"]  # the optional per-CpG tables
+TABLES = ["model.cpg_embedding_dim=64", "model.cpg_logits=true"]  # the optional per-CpG tables
 
 
 def test_no_decay_on_biases_norms_embeddings():
