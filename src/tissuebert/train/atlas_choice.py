@@ -90,9 +90,10 @@ def choose_states(sampler, held_out, candidates: tuple[int, ...], *,
     n_tissues = len(sampler.store.tissues)
     best, scores = None, {}
     for k in candidates:
-        shared = None
+        shared = fit_state_atlas(sampler, k, iterations=iterations, reads=reads)
         for a in emissions:
-            theta, pi, shared = fit_emissions(sampler, k, a, reads=reads, iterations=iterations, shared=shared)
+            theta, pi = shared if a is None else fit_state_atlas(
+                sampler, k, iterations=max(1, iterations // 2), tissue_prior=a, reads=reads, start=shared)
             error = mixture_error(atlas_tissue_loglik(theta, pi, test), test, n_tissues)
             scores[(k, a)] = (error, atlas_loglik(theta, pi, test))
             log.info("fragment-state atlas, %d states, %s emissions: held-out mixture error %.5f, log-likelihood "
@@ -100,20 +101,6 @@ def choose_states(sampler, held_out, candidates: tuple[int, ...], *,
             if best is None or error < best[4]:
                 best = (k, theta, pi, a, error)
     return StateChoice(best[0], best[1], best[2], best[3], scores)
-
-
-def fit_emissions(sampler, n_states: int, prior: float | None, *, reads: tuple | None = None, iterations: int = 40,
-                  shared: tuple | None = None) -> tuple[np.ndarray, np.ndarray, tuple]:
-    """The atlas of one candidate: shared emissions fitted for ``iterations`` (or ``shared``, that fit
-    already made), then, for a ``prior``, per-tissue ones continuing from it for half as many.
-    Returns (theta, pi, the shared fit)."""
-    if shared is None:
-        shared = fit_state_atlas(sampler, n_states, iterations=iterations, reads=reads)
-    if prior is None:
-        return shared[0], shared[1], shared
-    theta, pi = fit_state_atlas(sampler, n_states, iterations=max(1, iterations // 2), tissue_prior=prior,
-                                reads=reads, start=shared)
-    return theta, pi, shared
 
 
 def choose_state_atlas(sampler, held_out, n_states: int, *, priors: tuple = TISSUE_PRIORS, iterations: int = 40
